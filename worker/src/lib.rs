@@ -1,0 +1,9 @@
+//! The gaze worker: loads a Hugging Face-format Llama-family model with
+//! candle, generates decisions in batches and captures attention from
+//! generated tokens to prompt tokens.
+
+pub mod capture;
+pub mod generate;
+pub mod model;
+pub mod prompt;
+pub mod testmodel;
