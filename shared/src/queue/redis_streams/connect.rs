@@ -10,7 +10,7 @@ use tracing::warn;
 
 use crate::queue::QueueError;
 
-/// How to reach Redis, beyond what the URL says.
+/// Connection settings that the Redis URL does not carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisOptions {
     /// PEM file of the certificate authority that signed the server's
@@ -28,10 +28,11 @@ pub struct RedisOptions {
     pub response_timeout: Duration,
     /// Time limit for opening a connection.
     pub connection_timeout: Duration,
-    /// Reconnect attempts after a connection drops, with exponential
-    /// backoff from 100 ms up to `max_backoff`, before a call fails.
+    /// Retries of a failed connection attempt, on first connect and after a
+    /// connection drops, with exponential backoff from 100 ms up to
+    /// `max_backoff`, before a call fails.
     pub reconnect_attempts: usize,
-    /// Longest wait between reconnect attempts.
+    /// Maximum wait between connection attempts.
     pub max_backoff: Duration,
 }
 
@@ -116,12 +117,21 @@ pub(super) async fn connect(
         .set_max_delay(options.max_backoff.as_millis() as u64)
         .set_response_timeout(options.response_timeout)
         .set_connection_timeout(options.connection_timeout);
-    ConnectionManager::new_with_config(client, config)
+    let connect_error = |source| QueueError::Connect {
+        url: redact_url(url),
+        source,
+    };
+    let mut conn = ConnectionManager::new_with_config(client, config)
         .await
-        .map_err(|source| QueueError::Connect {
-            url: redact_url(url),
-            source,
-        })
+        .map_err(connect_error)?;
+
+    // Opening a connection does not authenticate when the URL has no
+    // password, so a server that requires one fails only here.
+    let _: String = redis::cmd("PING")
+        .query_async(&mut conn)
+        .await
+        .map_err(connect_error)?;
+    Ok(conn)
 }
 
 /// Fails unless the server's `maxmemory-policy` is `noeviction`: any other
