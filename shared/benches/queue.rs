@@ -22,8 +22,8 @@ fn study() -> StudyId {
     StudyId::new(format!("bench-{nanos}"), "fingerprint-1")
 }
 
-/// Sends one job through the queue: submit, claim, heartbeat, ack. Each call uses a new shard id,
-/// so every submit queues a job.
+/// Sends one job through the queue: submit, claim, heartbeat, ack. Each
+/// call uses a new shard id, so every submit queues a job.
 async fn job_cycle(queue: &dyn JobQueue, study: &StudyId, next_shard: &AtomicU32) {
     let job = Job {
         study: study.name.clone(),

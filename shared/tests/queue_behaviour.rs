@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gaze_shared::queue::{
-    EmbeddedBroker, Heartbeat, JobQueue, Lease, LeaseSettings, QueueError, RedisOptions,
+    EmbeddedBroker, Heartbeat, JobQueue, Lease, LeaseSettings, QueueError, Reaper, RedisOptions,
     RedisQueue, ReleaseReason, StudyId,
 };
 use queue_support::{MODEL, fast_settings, jobs, unique_study, wait_until};
@@ -109,6 +109,8 @@ on_both_backends!(
     claim_only_own_model,
     claim_empty_queue,
     heartbeat_keeps_lease,
+    heartbeat_reports_lost_lease,
+    reaper_requeues_dead_worker_job,
     expired_lease_goes_to_other_worker,
     stale_owner_is_fenced,
     same_consumer_reclaim_fences_old_lease,
@@ -231,6 +233,36 @@ async fn heartbeat_keeps_lease(fixture: &impl Fixture) {
     assert!(queue.still_owner(&lease).await.unwrap());
     drop(heartbeat);
     queue.ack(&lease).await.unwrap();
+}
+
+async fn heartbeat_reports_lost_lease(fixture: &impl Fixture) {
+    let study = unique_study("heartbeat-lost");
+    let queue = fixture.open(&study, fast_settings()).await;
+    let (stale, _current) = take_over(queue.as_ref(), &study, 3).await;
+
+    let mut heartbeat = Heartbeat::spawn(queue.clone(), stale);
+
+    tokio::time::timeout(EXPIRY_LIMIT, heartbeat.lost())
+        .await
+        .expect("the heartbeat task reports the lost lease");
+    assert!(heartbeat.is_lost());
+}
+
+async fn reaper_requeues_dead_worker_job(fixture: &impl Fixture) {
+    let study = unique_study("reaper");
+    let queue = fixture.open(&study, fast_settings()).await;
+    queue.submit(&jobs(&study, MODEL, [2])).await.unwrap();
+    let abandoned = queue.claim(MODEL, "worker-a").await.unwrap().unwrap();
+
+    let _reaper = Reaper::spawn(queue.clone(), MODEL.to_owned());
+
+    wait_until("the reaper requeues the job", EXPIRY_LIMIT, || async {
+        queue.snapshot(MODEL).await.unwrap().queued == 1
+    })
+    .await;
+    let lease = queue.claim(MODEL, "worker-b").await.unwrap().unwrap();
+    assert_eq!(lease.job, abandoned.job);
+    assert_eq!(lease.attempt, 2);
 }
 
 async fn expired_lease_goes_to_other_worker(fixture: &impl Fixture) {

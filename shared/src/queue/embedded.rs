@@ -328,7 +328,9 @@ impl EmbeddedQueue {
                     "lease of worker {} expired after {idle} ms without a heartbeat",
                     leased.consumer
                 );
-                queue.errors.insert(leased.entry.job.shard_id, error.clone());
+                queue
+                    .errors
+                    .insert(leased.entry.job.shard_id, error.clone());
                 let deliveries = leased.entry.deliveries + 1;
                 if deliveries >= max_deliveries {
                     let reason = exhausted_reason(deliveries, Some(&error));

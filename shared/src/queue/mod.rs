@@ -307,3 +307,45 @@ fn lease_lost(lease: &Lease) -> QueueError {
         attempt: lease.attempt,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_settings_are_valid() {
+        assert!(LeaseSettings::default().validate().is_ok());
+    }
+
+    #[test]
+    fn lease_of_three_heartbeats_is_valid() {
+        let settings = LeaseSettings {
+            heartbeat_interval: Duration::from_millis(100),
+            lease_timeout: Duration::from_millis(300),
+            max_deliveries: 1,
+        };
+        assert!(settings.validate().is_ok());
+    }
+
+    #[test]
+    fn lease_under_three_heartbeats_is_rejected() {
+        let settings = LeaseSettings {
+            heartbeat_interval: Duration::from_secs(10),
+            lease_timeout: Duration::from_secs(29),
+            ..LeaseSettings::default()
+        };
+        assert!(matches!(
+            settings.validate(),
+            Err(QueueError::LeaseTooShort { .. })
+        ));
+    }
+
+    #[test]
+    fn zero_max_deliveries_is_rejected() {
+        let settings = LeaseSettings {
+            max_deliveries: 0,
+            ..LeaseSettings::default()
+        };
+        assert!(matches!(settings.validate(), Err(QueueError::NoDeliveries)));
+    }
+}

@@ -10,6 +10,11 @@
 //! add a copy with a new id at the tail, so a stale lease refers to an id
 //! that no longer exists and every check on it fails.
 //!
+//! The reaper finds expired leases with `XPENDING ... IDLE <lease timeout>`
+//! rather than XAUTOCLAIM. Inside one script both are atomic, and XPENDING
+//! also returns the consumer whose lease expired, which the recorded error
+//! names. That option needs Redis 6.2 or later; the tests run on 7.0.
+//!
 //! If Redis restarts empty, the next call finds no consumer group (NOGROUP),
 //! creates it again and carries on; leases held at the time are lost and the
 //! queue is empty until the coordinator submits the study again.
