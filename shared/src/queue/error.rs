@@ -84,7 +84,8 @@ pub enum QueueError {
 }
 
 impl QueueError {
-    /// Whether a retry may succeed: the connection failed or timed out.
+    /// Returns whether a retry may succeed, because the connection failed or
+    /// timed out.
     pub fn is_transient(&self) -> bool {
         match self {
             QueueError::Redis { source, .. } | QueueError::Connect { source, .. } => {

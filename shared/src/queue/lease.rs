@@ -57,7 +57,7 @@ impl Heartbeat {
         Self { lost, task }
     }
 
-    /// Whether a heartbeat found the lease lost.
+    /// Returns whether a heartbeat found the lease lost.
     pub fn is_lost(&self) -> bool {
         *self.lost.borrow()
     }

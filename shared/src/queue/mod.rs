@@ -220,7 +220,7 @@ pub type QueueFuture<'a, T> = BoxFuture<'a, Result<T, QueueError>>;
 /// A job queue of one study, shared by the coordinator and all workers.
 ///
 /// Every operation may be retried after an error. Jobs of each model are
-/// kept apart: a worker only sees jobs of the model it passes to `claim`.
+/// kept apart: a worker only receives jobs of the model it passes to `claim`.
 pub trait JobQueue: Send + Sync {
     /// The study whose jobs this handle submits and accepts.
     fn study(&self) -> &StudyId;
@@ -245,7 +245,7 @@ pub trait JobQueue: Send + Sync {
     /// [`QueueError::LeaseLost`] when the lease is no longer this worker's.
     fn heartbeat<'a>(&'a self, lease: &'a Lease) -> QueueFuture<'a, ()>;
 
-    /// Whether the lease is still this worker's: not expired and reclaimed,
+    /// Returns whether the lease is still this worker's: not expired and reclaimed,
     /// acked, released or dead-lettered. Check before committing a shard.
     fn still_owner<'a>(&'a self, lease: &'a Lease) -> QueueFuture<'a, bool>;
 
@@ -292,8 +292,8 @@ fn check_submitted(study: &StudyId, jobs: &[Job]) -> Result<(), QueueError> {
     Ok(())
 }
 
-/// The reason recorded when the reaper finds a job delivered
-/// `max_deliveries` times.
+/// Formats the reason recorded when a job has been delivered
+/// `max_deliveries` times without success.
 fn exhausted_reason(deliveries: u32, last_error: Option<&str>) -> String {
     format!(
         "delivered {deliveries} times without success (max_deliveries); last error: {}",

@@ -6,9 +6,9 @@
 //! message). Claiming reads it with XREADGROUP, which puts it in the group's
 //! pending list under the worker's consumer name. A heartbeat resets its idle
 //! time with `XCLAIM <same consumer> 0 <id> JUSTID`. Reclaiming, releasing,
-//! acking and dead-lettering all delete the entry; reclaiming and releasing
-//! add a copy with a new id at the tail, so a stale lease refers to an id
-//! that no longer exists and every check on it fails.
+//! acking and dead-lettering all delete the entry. Reclaiming and releasing
+//! also add a copy with a new id at the tail, so a stale lease refers to an
+//! id that no longer exists and every check on it fails.
 //!
 //! The reaper finds expired leases with `XPENDING ... IDLE <lease timeout>`
 //! rather than XAUTOCLAIM. Inside one script both are atomic, and XPENDING
@@ -141,16 +141,19 @@ impl RedisQueue {
             let keys = self.keys(model);
             self.ensure_group(&keys).await?;
             let model_jobs: Vec<&Job> = jobs.iter().filter(|job| job.model == model).collect();
+            let mut queued = 0;
             for batch in model_jobs.chunks(SUBMIT_BATCH) {
                 let mut invocation = invocation(&scripts::SUBMIT, &keys);
                 for job in batch {
                     invocation.arg(job.shard_id).arg(job.encode());
                 }
-                let queued: usize = self.run("submit", &keys, &invocation).await?;
-                report.queued += queued;
-                report.skipped += batch.len() - queued;
+                let batch_queued: usize = self.run("submit", &keys, &invocation).await?;
+                queued += batch_queued;
             }
-            info!(study = %self.study.name, model, queued = report.queued, skipped = report.skipped, "submitted jobs");
+            let skipped = model_jobs.len() - queued;
+            info!(study = %self.study.name, model, queued, skipped, "submitted jobs");
+            report.queued += queued;
+            report.skipped += skipped;
         }
         Ok(report)
     }
@@ -375,7 +378,7 @@ fn invocation<'a>(script: &'a Script, keys: &ModelKeys) -> ScriptInvocation<'a> 
     invocation
 }
 
-/// Whether Redis reported a missing stream or consumer group. Inside a
+/// Returns whether Redis reported a missing stream or consumer group. Inside a
 /// script the code comes after the script's own error prefix.
 fn is_nogroup(err: &RedisError) -> bool {
     err.code() == Some("NOGROUP") || err.to_string().contains("NOGROUP")
