@@ -1,0 +1,63 @@
+//! Draws one sample's field values: the cell fixes the strata, free fields
+//! are uniform over their pools, and agreeing fields (such as the name) are
+//! uniform over the values that agree with what was drawn before them.
+
+use std::collections::BTreeMap;
+
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::RngCore;
+
+use super::cells::{Cell, TopicFields};
+use super::rng::{keyed_rng, uniform_index};
+use crate::vignettes::{PoolValue, Topic, agrees};
+
+/// Domain tag of the per-sample generator; changing it changes every plan.
+const SAMPLE_DOMAIN: &str = "gaze/plan/sample/v1";
+
+/// Per-sample seeds are masked to 63 bits so the Parquet `seed` column
+/// (Int64) holds them unchanged.
+const SEED_MASK: u64 = i64::MAX as u64;
+
+/// One sample's draws before rendering.
+pub struct Draw {
+    /// Seed of the worker's sampling for this sample, below 2^63.
+    pub seed: u64,
+    pub fields: BTreeMap<String, String>,
+}
+
+/// Returns the generator of a cell: ChaCha8 keyed by the study seed and the
+/// cell key. Sample `j` of the cell reads stream `j`, so its draws depend
+/// only on the seed, the cell and `j`, never on the plan's total.
+pub fn cell_rng(seed: u64, cell: &Cell) -> ChaCha8Rng {
+    keyed_rng(SAMPLE_DOMAIN, seed, &[&cell.key])
+}
+
+/// Draws sample `index` of `cell`. `rng` is the cell's generator from
+/// [`cell_rng`]; its stream is set to `index` here.
+///
+/// The first output word is the sample seed, then one draw per free field
+/// in name order, then one per agreeing field in name order.
+pub fn draw_sample(rng: &mut ChaCha8Rng, index: u64, cell: &Cell, topic: &Topic, stratify: &[String], fields: &TopicFields) -> Draw {
+    rng.set_stream(index);
+    rng.set_word_pos(0);
+    let seed = rng.next_u64() & SEED_MASK;
+
+    let mut drawn: BTreeMap<&str, &PoolValue> = BTreeMap::new();
+    for (field, &level) in stratify.iter().zip(&cell.levels) {
+        drawn.insert(field, &topic.pools[field].values[level]);
+    }
+    for field in &fields.free {
+        let values = &topic.pools[field].values;
+        drawn.insert(field, &values[uniform_index(rng, values.len())]);
+    }
+    for field in &fields.agreeing {
+        let pool = &topic.pools[field];
+        let candidates: Vec<&PoolValue> = pool.values.iter().filter(|v| agrees(v, &pool.agree, &drawn)).collect();
+        // Validation checked that every combination of the referenced fields has an agreeing value.
+        let choice = candidates[uniform_index(rng, candidates.len())];
+        drawn.insert(field, choice);
+    }
+
+    let fields = drawn.into_iter().map(|(name, value)| (name.to_string(), value.value.clone())).collect();
+    Draw { seed, fields }
+}
