@@ -1,1 +1,33 @@
-fn main() {}
+//! The `gaze` command: plans, runs and exports vignette studies.
+
+mod args;
+mod commands;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Run vignette studies on a language model and record, for every sampled
+/// decision, which prompt tokens the model attended to.
+#[derive(Parser)]
+#[command(name = "gaze", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the sample plan of a study and print its summary.
+    Plan(commands::plan::PlanArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+
+    match Cli::parse().command {
+        Command::Plan(args) => commands::plan::run(args),
+    }
+}

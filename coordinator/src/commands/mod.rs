@@ -1,1 +1,3 @@
-//! TODO: not yet written.
+//! One module per `gaze` subcommand.
+
+pub mod plan;

@@ -97,9 +97,9 @@ impl StudyConfig {
 
     fn resolve_paths(&mut self) {
         let base = self.base_dir();
-        self.study.vignettes = base.join(&self.study.vignettes);
+        self.study.vignettes = join_lexically(&base, &self.study.vignettes);
         for model in &mut self.models {
-            model.path = base.join(&model.path);
+            model.path = join_lexically(&base, &model.path);
         }
     }
 
@@ -131,6 +131,26 @@ impl StudyConfig {
         self.queue.validate(&check)?;
         Ok(())
     }
+}
+
+/// Joins `path` onto `base` and folds `.` and `name/..` without touching
+/// the file system, so `config/../models/x` reads `models/x`.
+/// NOTE: like any lexical folding, this differs from the file system's
+/// reading when `name` is a symbolic link to another folder.
+pub(crate) fn join_lexically(base: &Path, path: &Path) -> PathBuf {
+    use std::path::Component;
+
+    let mut joined = PathBuf::new();
+    for component in base.join(path).components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(joined.components().next_back(), Some(Component::Normal(_))) => {
+                joined.pop();
+            }
+            other => joined.push(other),
+        }
+    }
+    if joined.as_os_str().is_empty() { PathBuf::from(".") } else { joined }
 }
 
 fn base_dir_of(path: &Path) -> PathBuf {

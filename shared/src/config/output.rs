@@ -74,7 +74,7 @@ impl StoreLocation {
                 "the scheme {scheme}:// is not supported; use a folder, file://, s3:// or memory://"
             ));
         }
-        Ok(StoreLocation::Local(base.join(text)))
+        Ok(StoreLocation::Local(super::join_lexically(base, Path::new(text))))
     }
 }
 

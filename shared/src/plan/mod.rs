@@ -20,9 +20,13 @@ mod attention;
 mod cells;
 mod draw;
 mod error;
+mod fingerprint;
+mod model_identity;
 mod order;
 mod render;
 mod rng;
+mod summary;
+mod table;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -35,7 +39,12 @@ use crate::vignettes::VignetteSet;
 
 pub use cells::{Cell, TopicFields};
 pub use error::PlanError;
+pub use fingerprint::{Fingerprint, FingerprintPart, MISSING_MODEL};
+pub use model_identity::{ModelIdentity, ModelIdentityError, ModelStatus, model_identity, model_status};
+pub use order::factorial_digits;
 pub use rng::{keyed_rng, shuffle, uniform_index};
+pub use summary::{FieldCounts, PlanSummary, TopicCount};
+pub use table::plan_record_batch;
 
 /// Domain tag of the cell-order generator; changing it changes every plan.
 const ORDER_DOMAIN: &str = "gaze/plan/order/v1";

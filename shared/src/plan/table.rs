@@ -1,0 +1,49 @@
+//! The plan as an Arrow table, one row per sample, for writing to Parquet.
+//!
+//! Columns: `sample_id` (Int64), `shard_id` (Int32), `topic` (Utf8), one
+//! Utf8 column per sampled field (null where the sample's topic does not
+//! draw it), `prompt` (Utf8, the user message), `seed` (Int64) and
+//! `collect_attention` (Boolean). No unsigned or dictionary types, so every
+//! Parquet reader takes it as it is.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::error::ArrowError;
+
+use super::Plan;
+
+/// Returns the plan's samples as one record batch, field columns sorted by name.
+pub fn plan_record_batch(plan: &Plan) -> Result<RecordBatch, ArrowError> {
+    let field_names: BTreeSet<&str> =
+        plan.samples.iter().flat_map(|s| s.fields.keys().map(String::as_str)).collect();
+
+    let mut schema_fields = vec![
+        Field::new("sample_id", DataType::Int64, false),
+        Field::new("shard_id", DataType::Int32, false),
+        Field::new("topic", DataType::Utf8, false),
+    ];
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(plan.samples.iter().map(|s| s.sample_id as i64).collect::<Int64Array>()),
+        Arc::new(plan.samples.iter().map(|s| s.shard_id as i32).collect::<Int32Array>()),
+        Arc::new(plan.samples.iter().map(|s| Some(s.topic.as_str())).collect::<StringArray>()),
+    ];
+    for name in &field_names {
+        schema_fields.push(Field::new(*name, DataType::Utf8, true));
+        columns.push(Arc::new(plan.samples.iter().map(|s| s.fields.get(*name).map(String::as_str)).collect::<StringArray>()));
+    }
+    schema_fields.extend([
+        Field::new("prompt", DataType::Utf8, false),
+        Field::new("seed", DataType::Int64, false),
+        Field::new("collect_attention", DataType::Boolean, false),
+    ]);
+    columns.extend([
+        Arc::new(plan.samples.iter().map(|s| Some(s.user_message.as_str())).collect::<StringArray>()) as ArrayRef,
+        Arc::new(plan.samples.iter().map(|s| s.seed as i64).collect::<Int64Array>()),
+        Arc::new(plan.samples.iter().map(|s| Some(s.collect_attention)).collect::<BooleanArray>()),
+    ]);
+
+    RecordBatch::try_new(Arc::new(Schema::new(schema_fields)), columns)
+}
