@@ -3,6 +3,8 @@
 mod args;
 mod commands;
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -21,13 +23,23 @@ enum Command {
     Plan(commands::plan::PlanArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         .init();
 
-    match Cli::parse().command {
+    let result = match Cli::parse().command {
         Command::Plan(args) => commands::plan::run(args),
+    };
+
+    // Print the error and its causes on one line each, without a backtrace:
+    // the messages name the value and the fix, which is what a user needs.
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
     }
 }

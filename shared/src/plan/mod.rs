@@ -128,6 +128,13 @@ impl Plan {
 
         let topic_fields: Vec<TopicFields> = vignettes.topics.iter().map(|t| cells::topic_fields(t, stratify)).collect();
         let mut cell_rngs: Vec<_> = order.iter().map(|&c| draw::cell_rng(design.seed, &cells[c])).collect();
+        let candidates: Vec<_> = order
+            .iter()
+            .map(|&c| {
+                let cell = &cells[c];
+                draw::cell_candidates(cell, &vignettes.topics[cell.topic], stratify, &topic_fields[cell.topic])
+            })
+            .collect();
         let (prefix, suffix) = config.prompt.user_parts();
         let user_template = render::UserTemplate::new(prefix, suffix);
 
@@ -140,7 +147,15 @@ impl Plan {
                 }
                 let cell = &cells[cell_index];
                 let topic = &vignettes.topics[cell.topic];
-                let draw = draw::draw_sample(&mut cell_rngs[place], round, cell, topic, stratify, &topic_fields[cell.topic]);
+                let draw = draw::draw_sample(
+                    &mut cell_rngs[place],
+                    round,
+                    cell,
+                    topic,
+                    stratify,
+                    &topic_fields[cell.topic],
+                    &candidates[place],
+                );
                 let (user_message, layout) = user_template.render(&topic.template, &draw.fields);
                 let sample_id = samples.len() as u64;
                 samples.push(Sample {
