@@ -118,7 +118,8 @@ fn truncated_safetensors_is_rejected() {
 
     let message = model_identity(dir.path()).unwrap_err().to_string();
 
-    assert!(message.contains("model.safetensors") && message.contains("truncated"), "{message}");
+    assert!(message.contains("model.safetensors"), "{message}");
+    assert!(message.contains("truncated"), "{message}");
 }
 
 #[test]
@@ -129,7 +130,8 @@ fn missing_weights_are_named() {
 
     let message = model_identity(dir.path()).unwrap_err().to_string();
 
-    assert!(message.contains("model.safetensors") && message.contains("safetensors"), "{message}");
+    assert!(message.contains("model.safetensors.index.json"), "{message}");
+    assert!(message.contains("convert the weights to safetensors"), "{message}");
 }
 
 #[test]

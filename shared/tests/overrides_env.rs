@@ -1,4 +1,4 @@
-//! `Overrides::from_env`. This file holds one test so that no other test
+//! `Overrides::from_env`. This file contains one test so that no other test
 //! of its process reads the environment while it is changed.
 
 use gaze_shared::config::Overrides;
@@ -29,5 +29,6 @@ fn from_env_reads_gaze_variables() {
     // SAFETY: as above.
     unsafe { std::env::set_var("GAZE_BATCH_SIZE", "sixteen") };
     let message = Overrides::from_env().unwrap_err().to_string();
-    assert!(message.contains("GAZE_BATCH_SIZE") && message.contains("sixteen"), "{message}");
+    assert!(message.contains("GAZE_BATCH_SIZE"), "{message}");
+    assert!(message.contains("sixteen"), "{message}");
 }

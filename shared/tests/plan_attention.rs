@@ -1,5 +1,5 @@
-//! Attention samples: the rate holds within every cell and over the plan,
-//! and prefixes hold about the same share.
+//! Attention samples: the rate applies within every cell and over the plan,
+//! and prefixes contain about the same share.
 
 mod common;
 

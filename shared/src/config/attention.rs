@@ -60,7 +60,7 @@ impl Default for AttentionConfig {
     }
 }
 
-/// Which layers (or heads) to capture.
+/// A selection of layers (or heads) to capture.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum IndexSelection {
     /// Every index; `"all"` in TOML.

@@ -30,7 +30,8 @@ impl DecisionConfig {
         }
     }
 
-    /// Compiles [`DecisionConfig::pattern`]; cannot fail after validation.
+    /// Compiles [`DecisionConfig::pattern`]. Validation compiles it once
+    /// already, so this panics only for a config that skipped validation.
     pub fn regex(&self) -> Regex {
         Regex::new(&self.pattern()).expect("validated: decision.pattern compiles")
     }

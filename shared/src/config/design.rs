@@ -15,7 +15,7 @@ pub struct DesignConfig {
     /// Vignette fields whose values form the strata; the topic is always one.
     #[serde(default)]
     pub stratify: Vec<String>,
-    /// When above 0, asks for the full factorial with this many samples in
+    /// When above 0, requests the full factorial with this many samples in
     /// every cell.
     #[serde(default)]
     pub samples_per_cell: u64,

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 /// Why a study config could not be loaded. Every message names the file,
-/// the key and the value, and says how to fix it.
+/// the key and the value, and gives the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read study config {path}: {source}")]

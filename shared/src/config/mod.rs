@@ -1,4 +1,4 @@
-//! The study config: one TOML file that says which models run which
+//! The study config: one TOML file that sets which models run which
 //! vignettes, how samples are drawn and decoded, what attention is kept and
 //! where results go.
 //!
@@ -79,7 +79,7 @@ impl StudyConfig {
         Ok(config)
     }
 
-    /// The folder that relative paths in the file are resolved against.
+    /// Returns the folder that relative paths in the file are resolved against.
     pub fn base_dir(&self) -> PathBuf {
         base_dir_of(&self.source)
     }

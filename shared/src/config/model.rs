@@ -100,7 +100,7 @@ pub enum Device {
     Cuda(u32),
 }
 
-/// Why a device string is invalid; the message says which forms are accepted.
+/// An invalid device string. The message lists the accepted forms.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid device {0:?}: write \"cpu\" or \"cuda:N\" with N the GPU ordinal, such as \"cuda:0\"")]
 pub struct InvalidDevice(pub String);

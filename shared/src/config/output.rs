@@ -10,7 +10,7 @@ use super::error::{Checker, ConfigError};
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
-    /// Where result tables go, parsed by [`StoreLocation::parse`].
+    /// Location of the result tables, parsed by [`StoreLocation::parse`].
     pub store: String,
     /// Samples per shard, the unit of work a worker leases, at least 1.
     #[serde(default = "default_samples_per_shard")]
@@ -48,7 +48,7 @@ pub enum StoreLocation {
 impl StoreLocation {
     /// Parses a local path, `file:///abs/path`, `s3://bucket/prefix` or
     /// `memory://`. A relative local path is joined onto `base`. The error
-    /// says which forms are accepted.
+    /// lists the accepted forms.
     pub fn parse(text: &str, base: &Path) -> Result<StoreLocation, String> {
         if text.is_empty() {
             return Err("set it to a folder, file:///absolute/path, s3://bucket/prefix or memory://".into());
@@ -96,7 +96,7 @@ impl Default for QueueConfig {
     }
 }
 
-/// Where the shard queue lives.
+/// Location of the shard queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueueLocation {
     /// In the coordinator's process; workers run as its tasks.

@@ -29,7 +29,7 @@ pub struct PromptConfig {
     pub raw_template: String,
 }
 
-/// How the system and user messages become one prompt.
+/// The way the system and user messages become one prompt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TemplateKind {

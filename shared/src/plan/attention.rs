@@ -3,13 +3,13 @@
 //!
 //! The rate is taken in millionths. A cell of `n` samples gets
 //! `floor(n * rate)` attention samples, and some cells one more, so that the
-//! plan holds `round(N * rate)` in all (halves round up). The extra ones go to
+//! plan contains `round(N * rate)` in all (halves round up). The extra ones go to
 //! the first cells in balanced order whose `n * rate` is not whole. Within a
 //! cell, attention sample `m` of `a` is the sample at index
 //! `floor((m + phase) * n / a)`. The phase of the cell at place `p` of the
 //! balanced order is the fractional part of `p` times the golden ratio
 //! (in units of 2^-32), which scatters the cells whose attention samples
-//! fall in each round of the plan, so any prefix holds about `rate` of them.
+//! fall in each round of the plan, so any prefix contains about `rate` of them.
 
 const MILLION: u128 = 1_000_000;
 
@@ -50,9 +50,9 @@ fn phase(place: usize) -> u128 {
     u128::from((place as u64).wrapping_mul(GOLDEN_STEP) & 0xFFFF_FFFF)
 }
 
-/// Returns whether the sample at `index` of a cell with `n` samples and
-/// `a` attention samples captures attention; the cell sits at `place` in
-/// balanced order.
+/// Returns whether the sample at `index` of a cell captures attention.
+/// The cell has `n` samples, `a` of them with attention, and sits at
+/// `place` in balanced order.
 pub fn collects_attention(index: u64, n: u64, a: u64, place: usize) -> bool {
     if a == 0 {
         return false;

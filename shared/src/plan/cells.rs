@@ -18,7 +18,7 @@ pub struct Cell {
     pub key: String,
 }
 
-/// Which fields a topic's samples draw, and in which order.
+/// The fields a topic's samples draw besides the strata, in draw order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicFields {
     /// Fields without an agree rule, drawn uniformly after the strata, by name.

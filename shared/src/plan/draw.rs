@@ -15,7 +15,7 @@ use crate::vignettes::{PoolValue, Topic, agrees};
 const SAMPLE_DOMAIN: &str = "gaze/plan/sample/v1";
 
 /// Per-sample seeds are masked to 63 bits so the Parquet `seed` column
-/// (Int64) holds them unchanged.
+/// (Int64) stores them unchanged.
 const SEED_MASK: u64 = i64::MAX as u64;
 
 /// One sample's draws before rendering.
@@ -32,10 +32,10 @@ pub fn cell_rng(seed: u64, cell: &Cell) -> ChaCha8Rng {
     keyed_rng(SAMPLE_DOMAIN, seed, &[&cell.key])
 }
 
-/// For each agreeing field of `fields`, in order, the indices of the pool
-/// values that agree with the cell's strata, when the field's agree rule
-/// refers to strata only; `None` when it also refers to a drawn field.
-/// Computing these once per cell spares a scan of the pool per sample.
+/// Returns, for each agreeing field of `fields` in order, the indices of
+/// the pool values that agree with the cell's strata. The entry is `None`
+/// when the field's agree rule also refers to a drawn field. Computing
+/// these once per cell spares a scan of the pool per sample.
 pub fn cell_candidates(cell: &Cell, topic: &Topic, stratify: &[String], fields: &TopicFields) -> Vec<Option<Vec<usize>>> {
     let strata = strata_values(cell, topic, stratify);
     fields

@@ -1,7 +1,7 @@
 //! The study fingerprint: SHA-256 over everything that changes a result, so
 //! that a resumed or extended run can check it continues the same study.
 //!
-//! Parts, each hashed on its own so a mismatch can say what changed:
+//! Parts, each hashed on its own so a mismatch can name what changed:
 //! `config.study` (name, description), `config.prompt`, `config.design`,
 //! `config.generation` (without `batch_size`), `config.decision`,
 //! `config.attention`, `config.samples_per_shard`, `vignettes` (the file's

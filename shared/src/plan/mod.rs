@@ -11,7 +11,7 @@
 //!    most one. With fewer samples than cells, only the first `N` cells get a
 //!    sample (one each) and the others none.
 //! 4. Samples are dealt round-robin over the cells in balanced order: round
-//!    `j` holds sample `j` of every cell that has one. So any prefix of the
+//!    `j` contains sample `j` of every cell that has one. So any prefix of the
 //!    plan (`--limit`) has cell counts that differ by at most one.
 //! 5. Attention samples are chosen within each cell ([`attention`]).
 //! 6. The plan is cut into shards of `output.samples_per_shard` in order.

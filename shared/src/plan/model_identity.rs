@@ -27,8 +27,9 @@ const MAX_HEADER_BYTES: u64 = 100_000_000;
 pub struct ModelIdentity {
     /// SHA-256 over every entry of `files`, lowercase hex.
     pub digest: String,
-    /// What was hashed, by name: a file name, or `header:NAME` for the JSON
-    /// header of safetensors file NAME; with the SHA-256 of its bytes. Sorted by name.
+    /// The hashed inputs with the SHA-256 of their bytes, sorted by name. A
+    /// name is a file name, or `header:NAME` for the JSON header of the
+    /// safetensors file NAME.
     pub files: Vec<(String, String)>,
 }
 

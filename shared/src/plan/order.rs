@@ -8,7 +8,7 @@
 //! and the other fields' levels from position `i mod (n1 * ... * n(k-1))` of
 //! the same construction over the first `k - 1` fields (the first field alone
 //! is `i mod n1`). Every run of `nj` positions starting at a multiple of `nj`
-//! then holds each level of field `j` once, so in any prefix the counts of a
+//! then contains each level of field `j` once, so in any prefix the counts of a
 //! field's values differ by at most one, and the `floor(i / L)` shift makes
 //! every cell appear exactly once.
 //!

@@ -16,7 +16,7 @@ pub struct PlanSummary {
     /// Cells of the design, including those that got no sample.
     pub cells: usize,
     pub cells_with_samples: usize,
-    /// Fewest and most samples in one cell, over every cell of the design.
+    /// Minimum and maximum samples in one cell, over every cell of the design.
     pub min_cell_samples: u64,
     pub max_cell_samples: u64,
     /// In vignette file order.

@@ -18,7 +18,7 @@ use super::file::PoolValue;
 pub struct Agreement {
     /// The attribute of the agreeing field's values, such as `origin`.
     pub attribute: String,
-    /// What the attribute may equal; at least one entry.
+    /// The references the attribute may equal; at least one.
     pub references: Vec<FieldRef>,
 }
 

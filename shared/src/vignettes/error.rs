@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 /// Why a vignette file is invalid. Messages name the file, the topic and the
-/// field where they apply, and say how to fix the problem.
+/// field where they apply, and give the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum VignetteError {
     #[error("cannot read vignette file {path}: {source}")]

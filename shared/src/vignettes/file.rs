@@ -84,8 +84,8 @@ pub struct TopicSpec {
     pub fields: BTreeMap<String, FieldSpec>,
 }
 
-/// Which values of a pool a topic may draw: those listed in `values`, and
-/// whose attributes take one of the listed values. Both parts are optional,
+/// A topic's narrowing of a pool: the values listed in `values` whose
+/// attributes take one of the listed values. Both parts are optional,
 /// at least one is given, and a value must pass both.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]

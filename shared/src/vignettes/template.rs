@@ -17,7 +17,7 @@ pub enum Segment {
     Field(String),
 }
 
-/// Why a template could not be parsed; `offset` counts characters.
+/// A template parse error; `offset` counts characters.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
     #[error("'{{' at character {offset} is not closed; write {{{{ for a literal brace")]

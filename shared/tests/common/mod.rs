@@ -71,7 +71,7 @@ pub fn parse_vignettes(json: &str) -> Result<VignetteSet, String> {
     VignetteSet::parse(json.as_bytes(), false, Path::new("/studies/test/vignettes.json")).map_err(|err| err.to_string())
 }
 
-/// A full factorial without restrictions: `topics` topics over gender (2),
+/// Returns a full factorial without restrictions: `topics` topics over gender (2),
 /// religion (3) and country (4), all used by every template.
 pub fn factorial_vignettes(topics: usize) -> VignetteSet {
     let topic_list: Vec<String> = (0..topics)
