@@ -27,7 +27,7 @@ pub use design::DesignConfig;
 pub use error::ConfigError;
 pub use generation::GenerationConfig;
 pub use model::{Device, DeviceList, Dtype, InvalidDevice, ModelConfig};
-pub use output::{OutputConfig, QueueConfig, QueueLocation, StoreLocation, redact_url};
+pub use output::{OutputConfig, QueueConfig, QueueLocation, StoreLocation};
 pub use overrides::Overrides;
 pub use prompt::{DEFAULT_RAW_TEMPLATE, PromptConfig, TemplateKind, VIGNETTE_PLACEHOLDER};
 pub use study::{StudySection, is_identifier};

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::error::{Checker, ConfigError};
+use crate::queue::redact_url;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -125,21 +126,5 @@ pub(crate) fn parse_queue_url(url: &str) -> Result<QueueLocation, String> {
     match is_redis {
         Some(rest) if !rest.is_empty() => Ok(QueueLocation::Redis(url.to_string())),
         _ => Err("write \"embedded\", or a Redis URL such as redis://127.0.0.1:6379 (rediss:// for TLS)".into()),
-    }
-}
-
-/// Returns `url` with any password replaced by `***`, for messages and logs.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-            format!("{scheme}://{user}:***@{host}{path}")
-        }
-        None => url.to_string(),
     }
 }

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use super::error::ConfigError;
 use super::model::DeviceList;
-use super::output::{StoreLocation, parse_queue_url, redact_url};
+use super::output::{StoreLocation, parse_queue_url};
+use crate::queue::redact_url;
 use super::StudyConfig;
 
 /// Environment variables read by [`Overrides::from_env`], in field order.
