@@ -18,7 +18,13 @@ fn demo_config() -> PathBuf {
 fn gaze(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gaze"));
     command.args(args);
-    for name in ["GAZE_STORE", "GAZE_MODEL", "GAZE_DEVICE", "GAZE_BATCH_SIZE", "GAZE_REDIS"] {
+    for name in [
+        "GAZE_STORE",
+        "GAZE_MODEL",
+        "GAZE_DEVICE",
+        "GAZE_BATCH_SIZE",
+        "GAZE_REDIS",
+    ] {
         command.env_remove(name);
     }
     command.envs(env.iter().copied());
@@ -55,7 +61,10 @@ fn plan_prints_demo_summary() {
 fn plan_json_reports_counts_and_missing_model() {
     let config = demo_config();
 
-    let output = gaze(&["plan", config.to_str().unwrap(), "--json", "--limit", "300"], &[]);
+    let output = gaze(
+        &["plan", config.to_str().unwrap(), "--json", "--limit", "300"],
+        &[],
+    );
 
     assert!(output.status.success(), "stderr: {}", text(&output.stderr));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
@@ -72,12 +81,23 @@ fn plan_out_writes_parquet_with_expected_columns() {
     let out = dir.path().join("plan.parquet");
     let config = demo_config();
 
-    let output = gaze(&["plan", config.to_str().unwrap(), "--out", out.to_str().unwrap()], &[]);
+    let output = gaze(
+        &[
+            "plan",
+            config.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
 
     assert!(output.status.success(), "stderr: {}", text(&output.stderr));
     let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(&out).unwrap()).unwrap();
     let column_compression = builder.metadata().row_group(0).column(0).compression();
-    assert!(matches!(column_compression, Compression::ZSTD(_)), "{column_compression:?}");
+    assert!(
+        matches!(column_compression, Compression::ZSTD(_)),
+        "{column_compression:?}"
+    );
     let schema = builder.schema().clone();
     let expected_types = [
         ("sample_id", DataType::Int64),
@@ -92,7 +112,11 @@ fn plan_out_writes_parquet_with_expected_columns() {
         ("collect_attention", DataType::Boolean),
     ];
     for (name, data_type) in expected_types {
-        assert_eq!(schema.field_with_name(name).unwrap().data_type(), &data_type, "column {name}");
+        assert_eq!(
+            schema.field_with_name(name).unwrap().data_type(),
+            &data_type,
+            "column {name}"
+        );
     }
 
     let batches: Vec<_> = builder.build().unwrap().collect::<Result<_, _>>().unwrap();
@@ -123,12 +147,26 @@ fn flag_wins_over_environment_variable() {
     let config = demo_config();
     let path = config.to_str().unwrap();
 
-    let from_env = gaze(&["plan", path, "--limit", "10"], &[("GAZE_BATCH_SIZE", "0")]);
-    let with_flag = gaze(&["plan", path, "--limit", "10", "--batch-size", "4"], &[("GAZE_BATCH_SIZE", "0")]);
+    let from_env = gaze(
+        &["plan", path, "--limit", "10"],
+        &[("GAZE_BATCH_SIZE", "0")],
+    );
+    let with_flag = gaze(
+        &["plan", path, "--limit", "10", "--batch-size", "4"],
+        &[("GAZE_BATCH_SIZE", "0")],
+    );
 
     assert!(!from_env.status.success());
-    assert!(text(&from_env.stderr).contains("GAZE_BATCH_SIZE"), "{}", text(&from_env.stderr));
-    assert!(with_flag.status.success(), "stderr: {}", text(&with_flag.stderr));
+    assert!(
+        text(&from_env.stderr).contains("GAZE_BATCH_SIZE"),
+        "{}",
+        text(&from_env.stderr)
+    );
+    assert!(
+        with_flag.status.success(),
+        "stderr: {}",
+        text(&with_flag.stderr)
+    );
 }
 
 #[test]
@@ -136,7 +174,13 @@ fn help_lists_environment_variables() {
     let output = gaze(&["plan", "--help"], &[]);
 
     let help = text(&output.stdout);
-    for variable in ["GAZE_STORE", "GAZE_MODEL", "GAZE_DEVICE", "GAZE_BATCH_SIZE", "GAZE_REDIS"] {
+    for variable in [
+        "GAZE_STORE",
+        "GAZE_MODEL",
+        "GAZE_DEVICE",
+        "GAZE_BATCH_SIZE",
+        "GAZE_REDIS",
+    ] {
         assert!(help.contains(variable), "help lacks {variable}:\n{help}");
     }
 }

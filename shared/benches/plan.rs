@@ -26,7 +26,11 @@ fn demo_plan(c: &mut Criterion) {
 
 fn sparse_model_identity(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temporary folder");
-    std::fs::write(dir.path().join("config.json"), b"{\"num_hidden_layers\": 32}").unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        b"{\"num_hidden_layers\": 32}",
+    )
+    .unwrap();
     std::fs::write(dir.path().join("tokenizer.json"), vec![b' '; 9_000_000]).unwrap();
 
     // A header of 291 tensors, about the size of a Llama-3-8B checkpoint's.
@@ -38,9 +42,16 @@ fn sparse_model_identity(c: &mut Criterion) {
     bytes.extend_from_slice(header.as_bytes());
     let weights = dir.path().join("model.safetensors");
     std::fs::write(&weights, &bytes).unwrap();
-    std::fs::OpenOptions::new().write(true).open(&weights).unwrap().set_len(16 << 30).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&weights)
+        .unwrap()
+        .set_len(16 << 30)
+        .unwrap();
 
-    c.bench_function("identify 16 GiB model folder", |b| b.iter(|| model_identity(dir.path()).expect("model folder is valid")));
+    c.bench_function("identify 16 GiB model folder", |b| {
+        b.iter(|| model_identity(dir.path()).expect("model folder is valid"))
+    });
 }
 
 criterion_group!(benches, demo_plan, sparse_model_identity);

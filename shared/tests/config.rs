@@ -6,11 +6,16 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{CONFIG_PATH, MINIMAL_CONFIG, parse_config};
-use gaze_shared::config::{Device, DeviceList, Dtype, IndexSelection, QueueLocation, StoreLocation};
+use gaze_shared::config::{
+    Device, DeviceList, Dtype, IndexSelection, QueueLocation, StoreLocation,
+};
 
 /// Returns the error of `MINIMAL_CONFIG` with `from` replaced by `to`.
 fn error_with(from: &str, to: &str) -> String {
-    assert!(MINIMAL_CONFIG.contains(from), "test edits a line that is not in the config: {from}");
+    assert!(
+        MINIMAL_CONFIG.contains(from),
+        "test edits a line that is not in the config: {from}"
+    );
     parse_config(&MINIMAL_CONFIG.replace(from, to)).expect_err("edited config must be invalid")
 }
 
@@ -36,14 +41,22 @@ fn minimal_config_parses_with_defaults() {
 fn relative_paths_resolve_against_config_folder() {
     let config = parse_config(MINIMAL_CONFIG).unwrap();
 
-    assert_eq!(config.study.vignettes, PathBuf::from("/studies/test/vignettes.json"));
+    assert_eq!(
+        config.study.vignettes,
+        PathBuf::from("/studies/test/vignettes.json")
+    );
     assert_eq!(config.models[0].path, PathBuf::from("/studies/test/model"));
-    assert_eq!(config.store_location(), StoreLocation::Local(PathBuf::from("/studies/test/out")));
+    assert_eq!(
+        config.store_location(),
+        StoreLocation::Local(PathBuf::from("/studies/test/out"))
+    );
 }
 
 #[test]
 fn parent_folders_fold_in_resolved_paths() {
-    let config = parse_config(&MINIMAL_CONFIG.replace("path = \"model\"", "path = \"../models/tiny\"")).unwrap();
+    let config =
+        parse_config(&MINIMAL_CONFIG.replace("path = \"model\"", "path = \"../models/tiny\""))
+            .unwrap();
 
     assert_eq!(config.models[0].path, PathBuf::from("/studies/models/tiny"));
 }
@@ -75,7 +88,15 @@ fn unknown_top_level_table_is_rejected() {
 fn study_name_with_space_names_value_and_fix() {
     let message = error_with("name = \"test-study\"", "name = \"uk immigration\"");
 
-    assert_contains(&message, &[CONFIG_PATH, "study.name", "\"uk immigration\"", "\"uk-immigration\""]);
+    assert_contains(
+        &message,
+        &[
+            CONFIG_PATH,
+            "study.name",
+            "\"uk immigration\"",
+            "\"uk-immigration\"",
+        ],
+    );
 }
 
 #[test]
@@ -91,8 +112,14 @@ fn model_ids_must_be_unique() {
 
 #[test]
 fn user_prompt_needs_vignette_once() {
-    let missing = error_with("user = \"Case:\\n{vignette}\\nDecide.\"", "user = \"Decide.\"");
-    let twice = error_with("user = \"Case:\\n{vignette}\\nDecide.\"", "user = \"{vignette} {vignette}\"");
+    let missing = error_with(
+        "user = \"Case:\\n{vignette}\\nDecide.\"",
+        "user = \"Decide.\"",
+    );
+    let twice = error_with(
+        "user = \"Case:\\n{vignette}\\nDecide.\"",
+        "user = \"{vignette} {vignette}\"",
+    );
 
     assert_contains(&missing, &["prompt.user", "0 times", "exactly once"]);
     assert_contains(&twice, &["prompt.user", "2 times"]);
@@ -135,7 +162,11 @@ fn attention_ranges_are_checked() {
         ("layers = []", "attention.layers", "[]"),
         ("heads = []", "attention.heads", "[]"),
         ("layers = [3, 3]", "attention.layers", "3"),
-        ("layers = { evenly_spaced = 0 }", "attention.layers", "evenly_spaced = 0"),
+        (
+            "layers = { evenly_spaced = 0 }",
+            "attention.layers",
+            "evenly_spaced = 0",
+        ),
     ];
     for (line, key, value) in cases {
         let text = format!("{MINIMAL_CONFIG}\n[attention]\n{line}\n");
@@ -162,19 +193,34 @@ fn output_and_design_ranges_are_checked() {
 
     assert_contains(&shard, &["output.samples_per_shard", "at least 1"]);
     assert_contains(&total, &["design.total_samples", "at least 1"]);
-    assert_contains(&missing_total, &["design.total_samples", "samples_per_cell"]);
+    assert_contains(
+        &missing_total,
+        &["design.total_samples", "samples_per_cell"],
+    );
     assert_contains(&topic, &["design.stratify", "always a stratum"]);
 }
 
 #[test]
 fn decision_labels_are_checked() {
     let empty = error_with("labels = [\"GRANTED\", \"REFUSED\"]", "labels = []");
-    let repeated = error_with("labels = [\"GRANTED\", \"REFUSED\"]", "labels = [\"GRANTED\", \"GRANTED\"]");
-    let pattern = error_with("labels = [\"GRANTED\", \"REFUSED\"]", "labels = [\"GRANTED\"]\npattern = '(GRANTED'");
+    let repeated = error_with(
+        "labels = [\"GRANTED\", \"REFUSED\"]",
+        "labels = [\"GRANTED\", \"GRANTED\"]",
+    );
+    let pattern = error_with(
+        "labels = [\"GRANTED\", \"REFUSED\"]",
+        "labels = [\"GRANTED\"]\npattern = '(GRANTED'",
+    );
 
     assert_contains(&empty, &["decision.labels", "[]"]);
-    assert_contains(&repeated, &["decision.labels[1]", "\"GRANTED\"", "distinct"]);
-    assert_contains(&pattern, &["decision.pattern", "(GRANTED", "does not compile"]);
+    assert_contains(
+        &repeated,
+        &["decision.labels[1]", "\"GRANTED\"", "distinct"],
+    );
+    assert_contains(
+        &pattern,
+        &["decision.pattern", "(GRANTED", "does not compile"],
+    );
 }
 
 #[test]
@@ -190,7 +236,10 @@ fn default_decision_pattern_matches_labels() {
 #[test]
 fn devices_parse_and_reject_bad_names() {
     assert_eq!("cuda:1".parse::<Device>().unwrap(), Device::Cuda(1));
-    assert_eq!("cpu,cuda:0".parse::<DeviceList>().unwrap(), DeviceList(vec![Device::Cpu, Device::Cuda(0)]));
+    assert_eq!(
+        "cpu,cuda:0".parse::<DeviceList>().unwrap(),
+        DeviceList(vec![Device::Cpu, Device::Cuda(0)])
+    );
     let message = "gpu0".parse::<Device>().unwrap_err().to_string();
     assert_contains(&message, &["\"gpu0\"", "cuda:N"]);
     assert!("cuda".parse::<Device>().is_err());
@@ -199,18 +248,31 @@ fn devices_parse_and_reject_bad_names() {
 
 #[test]
 fn device_list_in_toml_is_checked() {
-    let good = parse_config(&MINIMAL_CONFIG.replace("path = \"model\"", "path = \"model\"\ndevice = [\"cuda:0\", \"cuda:1\"]")).unwrap();
+    let good = parse_config(&MINIMAL_CONFIG.replace(
+        "path = \"model\"",
+        "path = \"model\"\ndevice = [\"cuda:0\", \"cuda:1\"]",
+    ))
+    .unwrap();
     let bad = error_with("path = \"model\"", "path = \"model\"\ndevice = \"tpu\"");
 
-    assert_eq!(good.models[0].device, DeviceList(vec![Device::Cuda(0), Device::Cuda(1)]));
+    assert_eq!(
+        good.models[0].device,
+        DeviceList(vec![Device::Cuda(0), Device::Cuda(1)])
+    );
     assert_contains(&bad, &["\"tpu\"", CONFIG_PATH]);
 }
 
 #[test]
 fn dtype_defaults_follow_devices() {
     let cpu = parse_config(MINIMAL_CONFIG).unwrap();
-    let gpu = parse_config(&MINIMAL_CONFIG.replace("path = \"model\"", "path = \"model\"\ndevice = \"cuda:0\"")).unwrap();
-    let set = parse_config(&MINIMAL_CONFIG.replace("path = \"model\"", "path = \"model\"\ndtype = \"f16\"")).unwrap();
+    let gpu = parse_config(
+        &MINIMAL_CONFIG.replace("path = \"model\"", "path = \"model\"\ndevice = \"cuda:0\""),
+    )
+    .unwrap();
+    let set = parse_config(
+        &MINIMAL_CONFIG.replace("path = \"model\"", "path = \"model\"\ndtype = \"f16\""),
+    )
+    .unwrap();
 
     assert_eq!(cpu.models[0].dtype(), Dtype::F32);
     assert_eq!(gpu.models[0].dtype(), Dtype::Bf16);
@@ -221,32 +283,60 @@ fn dtype_defaults_follow_devices() {
 fn store_locations_parse() {
     let base = Path::new("/base");
 
-    assert_eq!(StoreLocation::parse("memory://", base).unwrap(), StoreLocation::Memory);
-    assert_eq!(StoreLocation::parse("file:///data/out", base).unwrap(), StoreLocation::Local("/data/out".into()));
+    assert_eq!(
+        StoreLocation::parse("memory://", base).unwrap(),
+        StoreLocation::Memory
+    );
+    assert_eq!(
+        StoreLocation::parse("file:///data/out", base).unwrap(),
+        StoreLocation::Local("/data/out".into())
+    );
     assert_eq!(
         StoreLocation::parse("s3://bucket/a/b/", base).unwrap(),
-        StoreLocation::S3 { bucket: "bucket".into(), prefix: "a/b".into() }
+        StoreLocation::S3 {
+            bucket: "bucket".into(),
+            prefix: "a/b".into()
+        }
     );
-    assert_eq!(StoreLocation::parse("out", base).unwrap(), StoreLocation::Local("/base/out".into()));
-    assert!(StoreLocation::parse("gs://bucket", base).unwrap_err().contains("gs://"));
+    assert_eq!(
+        StoreLocation::parse("out", base).unwrap(),
+        StoreLocation::Local("/base/out".into())
+    );
+    assert!(
+        StoreLocation::parse("gs://bucket", base)
+            .unwrap_err()
+            .contains("gs://")
+    );
     assert!(StoreLocation::parse("s3:///prefix", base).is_err());
 }
 
 #[test]
 fn queue_url_is_checked_without_showing_password() {
-    let message = error_with("store = \"out\"", "store = \"out\"\n\n[queue]\nurl = \"http://user:secret@host\"");
+    let message = error_with(
+        "store = \"out\"",
+        "store = \"out\"\n\n[queue]\nurl = \"http://user:secret@host\"",
+    );
 
     assert_contains(&message, &["queue.url", "redis://"]);
-    assert!(!message.contains("secret"), "message shows the password: {message}");
+    assert!(
+        !message.contains("secret"),
+        "message shows the password: {message}"
+    );
 }
 
 #[test]
 fn layers_resolve_to_indices() {
     let all = IndexSelection::All.resolve(4, "layers", "layer").unwrap();
-    let list = IndexSelection::List(vec![20, 10]).resolve(32, "layers", "layer").unwrap();
+    let list = IndexSelection::List(vec![20, 10])
+        .resolve(32, "layers", "layer")
+        .unwrap();
     // Centres of 3 equal parts of 32 layers: 32/6, 3*32/6, 5*32/6 rounded down.
-    let spaced = IndexSelection::EvenlySpaced(3).resolve(32, "layers", "layer").unwrap();
-    let every = IndexSelection::EvenlySpaced(5).resolve(5, "layers", "layer").unwrap();
+    let spaced = IndexSelection::EvenlySpaced(3)
+        .resolve(32, "layers", "layer")
+        .unwrap();
+    let every = IndexSelection::EvenlySpaced(5)
+        .resolve(5, "layers", "layer")
+        .unwrap();
 
     assert_eq!(all, vec![0, 1, 2, 3]);
     assert_eq!(list, vec![10, 20]);
@@ -256,7 +346,10 @@ fn layers_resolve_to_indices() {
 
 #[test]
 fn out_of_range_layer_is_named() {
-    let config = parse_config(&format!("{MINIMAL_CONFIG}\n[attention]\nlayers = [10, 40]\nheads = {{ evenly_spaced = 9 }}\n")).unwrap();
+    let config = parse_config(&format!(
+        "{MINIMAL_CONFIG}\n[attention]\nlayers = [10, 40]\nheads = {{ evenly_spaced = 9 }}\n"
+    ))
+    .unwrap();
 
     let layers = config.attention.resolve_layers(32).unwrap_err().to_string();
     let heads = config.attention.resolve_heads(8).unwrap_err().to_string();

@@ -38,8 +38,15 @@ fn identity_hashes_files_and_header_only() {
 
     let identity = model_identity(dir.path()).unwrap();
 
-    let names: Vec<&str> = identity.files.iter().map(|(name, _)| name.as_str()).collect();
-    assert_eq!(names, vec!["config.json", "header:model.safetensors", "tokenizer.json"]);
+    let names: Vec<&str> = identity
+        .files
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["config.json", "header:model.safetensors", "tokenizer.json"]
+    );
     assert_eq!(identity.files[0].1, CONFIG_SHA256);
     assert_eq!(identity.files[1].1, HEADER_SHA256);
 }
@@ -62,7 +69,11 @@ fn identity_changes_with_header_and_config() {
     let before = model_identity(dir.path()).unwrap().digest;
 
     let other_header = br#"{"w":{"dtype":"F16","shape":[4],"data_offsets":[0,8]}}"#;
-    std::fs::write(dir.path().join("model.safetensors"), safetensors(other_header, &[1; 8])).unwrap();
+    std::fs::write(
+        dir.path().join("model.safetensors"),
+        safetensors(other_header, &[1; 8]),
+    )
+    .unwrap();
     let after_header = model_identity(dir.path()).unwrap().digest;
     std::fs::write(dir.path().join("generation_config.json"), b"{}").unwrap();
     let after_generation_config = model_identity(dir.path()).unwrap().digest;
@@ -78,13 +89,20 @@ fn sharded_model_hashes_index_and_every_shard_header() {
     std::fs::remove_file(dir.path().join("model.safetensors")).unwrap();
     let index = br#"{"metadata": {}, "weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors", "c": "model-00001-of-00002.safetensors"}}"#;
     std::fs::write(dir.path().join("model.safetensors.index.json"), index).unwrap();
-    for name in ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"] {
+    for name in [
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ] {
         std::fs::write(dir.path().join(name), safetensors(HEADER, &[0; 8])).unwrap();
     }
 
     let identity = model_identity(dir.path()).unwrap();
 
-    let names: Vec<&str> = identity.files.iter().map(|(name, _)| name.as_str()).collect();
+    let names: Vec<&str> = identity
+        .files
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect();
     assert_eq!(
         names,
         vec![
@@ -106,7 +124,10 @@ fn missing_tokenizer_names_file_and_folder() {
     let message = model_identity(dir.path()).unwrap_err().to_string();
 
     assert!(message.contains("tokenizer.json"), "{message}");
-    assert!(message.contains(&dir.path().display().to_string()), "{message}");
+    assert!(
+        message.contains(&dir.path().display().to_string()),
+        "{message}"
+    );
 }
 
 #[test]
@@ -130,8 +151,14 @@ fn missing_weights_are_named() {
 
     let message = model_identity(dir.path()).unwrap_err().to_string();
 
-    assert!(message.contains("model.safetensors.index.json"), "{message}");
-    assert!(message.contains("convert the weights to safetensors"), "{message}");
+    assert!(
+        message.contains("model.safetensors.index.json"),
+        "{message}"
+    );
+    assert!(
+        message.contains("convert the weights to safetensors"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -162,17 +189,36 @@ fn fingerprint_names_what_changed() {
     reseeded.design.seed += 1;
     let mut sharded = config.clone();
     sharded.output.samples_per_shard = 50;
-    let other_vignettes = parse_vignettes(r#"{"topics": [{"id": "t", "route": "R", "template": "x"}]}"#).unwrap();
+    let other_vignettes =
+        parse_vignettes(r#"{"topics": [{"id": "t", "route": "R", "template": "x"}]}"#).unwrap();
     let other_model = tempfile::tempdir().unwrap();
     write_model(other_model.path(), &[1; 8]);
     std::fs::write(other_model.path().join("tokenizer.json"), b"{\"v\": 2}").unwrap();
 
-    assert_eq!(fingerprint(&hotter, &vignettes, dir.path()).changed_parts(&base), vec!["config.generation"]);
-    assert_eq!(fingerprint(&reseeded, &vignettes, dir.path()).changed_parts(&base), vec!["config.design"]);
-    assert_eq!(fingerprint(&sharded, &vignettes, dir.path()).changed_parts(&base), vec!["config.samples_per_shard"]);
-    assert_eq!(fingerprint(&config, &other_vignettes, dir.path()).changed_parts(&base), vec!["vignettes"]);
-    assert_eq!(fingerprint(&config, &vignettes, other_model.path()).changed_parts(&base), vec!["model:post-brexit"]);
-    assert_ne!(fingerprint(&hotter, &vignettes, dir.path()).digest, base.digest);
+    assert_eq!(
+        fingerprint(&hotter, &vignettes, dir.path()).changed_parts(&base),
+        vec!["config.generation"]
+    );
+    assert_eq!(
+        fingerprint(&reseeded, &vignettes, dir.path()).changed_parts(&base),
+        vec!["config.design"]
+    );
+    assert_eq!(
+        fingerprint(&sharded, &vignettes, dir.path()).changed_parts(&base),
+        vec!["config.samples_per_shard"]
+    );
+    assert_eq!(
+        fingerprint(&config, &other_vignettes, dir.path()).changed_parts(&base),
+        vec!["vignettes"]
+    );
+    assert_eq!(
+        fingerprint(&config, &vignettes, other_model.path()).changed_parts(&base),
+        vec!["model:post-brexit"]
+    );
+    assert_ne!(
+        fingerprint(&hotter, &vignettes, dir.path()).digest,
+        base.digest
+    );
 }
 
 #[test]
@@ -191,7 +237,10 @@ fn fingerprint_ignores_batch_size_paths_devices_and_store() {
     let moved = tempfile::tempdir().unwrap();
     write_model(moved.path(), &[7; 8]);
 
-    assert_eq!(fingerprint(&changed, &vignettes, moved.path()).digest, base.digest);
+    assert_eq!(
+        fingerprint(&changed, &vignettes, moved.path()).digest,
+        base.digest
+    );
 }
 
 #[test]
@@ -203,9 +252,16 @@ fn fingerprint_ignores_toml_comments_and_key_order() {
         "labels = [\"GRANTED\", \"REFUSED\"]",
         "# the two outcomes\nlabels = [ \"GRANTED\",\"REFUSED\" ]",
     );
-    let reordered = reordered.replace("total_samples = 100\nstratify = [\"gender\"]", "stratify = [\"gender\"]\ntotal_samples = 100");
+    let reordered = reordered.replace(
+        "total_samples = 100\nstratify = [\"gender\"]",
+        "stratify = [\"gender\"]\ntotal_samples = 100",
+    );
 
-    let a = fingerprint(&parse_config(MINIMAL_CONFIG).unwrap(), &vignettes, dir.path());
+    let a = fingerprint(
+        &parse_config(MINIMAL_CONFIG).unwrap(),
+        &vignettes,
+        dir.path(),
+    );
     let b = fingerprint(&parse_config(&reordered).unwrap(), &vignettes, dir.path());
 
     assert_eq!(a.digest, b.digest);

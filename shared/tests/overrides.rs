@@ -18,7 +18,10 @@ fn two_models() -> StudyConfig {
 #[test]
 fn model_override_replaces_single_model_path() {
     let mut config = parse_config(MINIMAL_CONFIG).unwrap();
-    let overrides = Overrides { model: Some("/models/other".into()), ..Default::default() };
+    let overrides = Overrides {
+        model: Some("/models/other".into()),
+        ..Default::default()
+    };
 
     overrides.apply(&mut config).unwrap();
 
@@ -28,7 +31,10 @@ fn model_override_replaces_single_model_path() {
 #[test]
 fn model_override_picks_model_by_id() {
     let mut config = two_models();
-    let overrides = Overrides { model: Some("tuned=/models/t".into()), ..Default::default() };
+    let overrides = Overrides {
+        model: Some("tuned=/models/t".into()),
+        ..Default::default()
+    };
 
     overrides.apply(&mut config).unwrap();
 
@@ -39,7 +45,10 @@ fn model_override_picks_model_by_id() {
 #[test]
 fn model_override_without_id_fails_for_several_models() {
     let mut config = two_models();
-    let overrides = Overrides { model: Some("/models/t".into()), ..Default::default() };
+    let overrides = Overrides {
+        model: Some("/models/t".into()),
+        ..Default::default()
+    };
 
     let message = overrides.apply(&mut config).unwrap_err().to_string();
 
@@ -62,20 +71,50 @@ fn device_batch_store_and_redis_overrides_apply() {
     overrides.apply(&mut config).unwrap();
 
     for model in &config.models {
-        assert_eq!(model.device, DeviceList(vec![Device::Cuda(0), Device::Cuda(1)]));
+        assert_eq!(
+            model.device,
+            DeviceList(vec![Device::Cuda(0), Device::Cuda(1)])
+        );
     }
     assert_eq!(config.generation.batch_size, 32);
     assert_eq!(config.output.store, "s3://bucket/run");
-    assert_eq!(config.queue.location().unwrap(), QueueLocation::Redis("redis://127.0.0.1:6379".into()));
+    assert_eq!(
+        config.queue.location().unwrap(),
+        QueueLocation::Redis("redis://127.0.0.1:6379".into())
+    );
 }
 
 #[test]
 fn invalid_overrides_name_flag_and_variable() {
     let cases = [
-        (Overrides { batch_size: Some(0), ..Default::default() }, "GAZE_BATCH_SIZE"),
-        (Overrides { device: Some("gpu".into()), ..Default::default() }, "GAZE_DEVICE"),
-        (Overrides { redis: Some("embedded".into()), ..Default::default() }, "GAZE_REDIS"),
-        (Overrides { store: Some("ftp://x".into()), ..Default::default() }, "GAZE_STORE"),
+        (
+            Overrides {
+                batch_size: Some(0),
+                ..Default::default()
+            },
+            "GAZE_BATCH_SIZE",
+        ),
+        (
+            Overrides {
+                device: Some("gpu".into()),
+                ..Default::default()
+            },
+            "GAZE_DEVICE",
+        ),
+        (
+            Overrides {
+                redis: Some("embedded".into()),
+                ..Default::default()
+            },
+            "GAZE_REDIS",
+        ),
+        (
+            Overrides {
+                store: Some("ftp://x".into()),
+                ..Default::default()
+            },
+            "GAZE_STORE",
+        ),
     ];
     for (overrides, variable) in cases {
         let mut config = parse_config(MINIMAL_CONFIG).unwrap();
@@ -89,10 +128,16 @@ fn invalid_overrides_name_flag_and_variable() {
 #[test]
 fn relative_store_override_is_relative_to_current_folder() {
     let mut config = parse_config(MINIMAL_CONFIG).unwrap();
-    let overrides = Overrides { store: Some("results".into()), ..Default::default() };
+    let overrides = Overrides {
+        store: Some("results".into()),
+        ..Default::default()
+    };
 
     overrides.apply(&mut config).unwrap();
 
     let expected = std::env::current_dir().unwrap().join("results");
-    assert_eq!(config.store_location(), gaze_shared::config::StoreLocation::Local(expected));
+    assert_eq!(
+        config.store_location(),
+        gaze_shared::config::StoreLocation::Local(expected)
+    );
 }

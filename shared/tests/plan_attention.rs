@@ -45,7 +45,12 @@ fn cell_counts_report_attention_samples() {
     let counted = attention_per_cell(&plan);
 
     for cell in &plan.cells {
-        assert_eq!(counted[cell.key.as_str()], (cell.samples, cell.attention_samples), "cell {}", cell.key);
+        assert_eq!(
+            counted[cell.key.as_str()],
+            (cell.samples, cell.attention_samples),
+            "cell {}",
+            cell.key
+        );
     }
 }
 
@@ -53,10 +58,16 @@ fn cell_counts_report_attention_samples() {
 fn prefixes_hold_about_the_rate() {
     let plan = demo_plan();
     for limit in [200, 1000, 5000] {
-        let attention = plan.samples[..limit].iter().filter(|s| s.collect_attention).count();
+        let attention = plan.samples[..limit]
+            .iter()
+            .filter(|s| s.collect_attention)
+            .count();
         let expected = limit / 10;
 
-        assert!(attention.abs_diff(expected) <= expected / 5 + 2, "prefix {limit}: {attention} attention samples");
+        assert!(
+            attention.abs_diff(expected) <= expected / 5 + 2,
+            "prefix {limit}: {attention} attention samples"
+        );
     }
 }
 
@@ -72,6 +83,9 @@ fn topics_get_attention_in_proportion() {
 
     for (topic, (n, attention)) in per_topic {
         let share = attention as f64 / n as f64;
-        assert!((share - 0.1).abs() < 0.005, "topic {topic}: {attention} of {n}");
+        assert!(
+            (share - 0.1).abs() < 0.005,
+            "topic {topic}: {attention} of {n}"
+        );
     }
 }

@@ -39,7 +39,10 @@ const BASE: &str = r#"{
 }"#;
 
 fn error_with(from: &str, to: &str) -> String {
-    assert!(BASE.contains(from), "test edits text that is not in the file: {from}");
+    assert!(
+        BASE.contains(from),
+        "test edits text that is not in the file: {from}"
+    );
     parse_vignettes(&BASE.replace(from, to)).expect_err("edited file must be invalid")
 }
 
@@ -54,17 +57,27 @@ fn valid_file_parses_with_restrictions_applied() {
     let set = parse_vignettes(BASE).unwrap();
 
     let euss = set.topic("euss").unwrap();
-    let countries: Vec<&str> = euss.pools["country"].values.iter().map(|v| v.value.as_str()).collect();
+    let countries: Vec<&str> = euss.pools["country"]
+        .values
+        .iter()
+        .map(|v| v.value.as_str())
+        .collect();
     assert_eq!(countries, vec!["Poland"]);
-    assert_eq!(set.topic("visitor").unwrap().pools["savings"].values.len(), 2);
-    assert!(set.topic("euss").unwrap().pools.get("savings").is_none());
+    assert_eq!(
+        set.topic("visitor").unwrap().pools["savings"].values.len(),
+        2
+    );
+    assert!(!set.topic("euss").unwrap().pools.contains_key("savings"));
 }
 
 #[test]
 fn unknown_placeholder_names_topic_and_field() {
     let message = error_with("has {savings}.", "has {saving}.");
 
-    assert_contains(&message, &[FILE, "topic \"visitor\"", "{saving}", "savings"]);
+    assert_contains(
+        &message,
+        &[FILE, "topic \"visitor\"", "{saving}", "savings"],
+    );
 }
 
 #[test]
@@ -80,7 +93,15 @@ fn empty_pool_names_field() {
 fn restriction_leaving_no_value_names_topic_and_field() {
     let message = error_with(r#""bloc": ["EU"]"#, r#""bloc": ["EEA"]"#);
 
-    assert_contains(&message, &["topic \"euss\"", "restrict.country", "no value", "field \"country\""]);
+    assert_contains(
+        &message,
+        &[
+            "topic \"euss\"",
+            "restrict.country",
+            "no value",
+            "field \"country\"",
+        ],
+    );
 }
 
 #[test]
@@ -90,7 +111,10 @@ fn restriction_to_unknown_value_is_named() {
         r#"{"values": ["Poland", "France"]}"#,
     );
 
-    assert_contains(&message, &["topic \"euss\"", "\"France\"", "field \"country\""]);
+    assert_contains(
+        &message,
+        &["topic \"euss\"", "\"France\"", "field \"country\""],
+    );
 }
 
 #[test]
@@ -111,14 +135,25 @@ fn duplicate_topic_id_is_named() {
 fn duplicate_value_names_field_and_value() {
     let message = error_with(r#"["£900", "£6,800"]"#, r#"["£900", "£900"]"#);
 
-    assert_contains(&message, &["topic \"visitor\"", "field \"savings\"", "\"£900\"", "twice"]);
+    assert_contains(
+        &message,
+        &[
+            "topic \"visitor\"",
+            "field \"savings\"",
+            "\"£900\"",
+            "twice",
+        ],
+    );
 }
 
 #[test]
 fn topic_field_may_not_repeat_shared_field() {
     let message = error_with(r#""fields": {"savings""#, r#""fields": {"gender""#);
 
-    assert_contains(&message, &["topic \"visitor\"", "field \"gender\"", "shared"]);
+    assert_contains(
+        &message,
+        &["topic \"visitor\"", "field \"gender\"", "shared"],
+    );
 }
 
 #[test]
@@ -139,7 +174,13 @@ fn agreement_without_consistent_name_names_combination() {
 
     assert_contains(
         &message,
-        &["topic \"visitor\"", "field \"name\"", "gender = \"woman\"", "country = \"Nigeria\"", "origin = \"Nigeria\" or \"West Africa\""],
+        &[
+            "topic \"visitor\"",
+            "field \"name\"",
+            "gender = \"woman\"",
+            "country = \"Nigeria\"",
+            "origin = \"Nigeria\" or \"West Africa\"",
+        ],
     );
 }
 
@@ -151,7 +192,14 @@ fn agreement_checks_only_values_the_topic_allows() {
         "",
     );
 
-    assert_contains(&message, &["topic \"visitor\"", "gender = \"man\"", "country = \"Nigeria\""]);
+    assert_contains(
+        &message,
+        &[
+            "topic \"visitor\"",
+            "gender = \"man\"",
+            "country = \"Nigeria\"",
+        ],
+    );
 }
 
 #[test]
@@ -173,7 +221,10 @@ fn agreement_with_unknown_field_is_named() {
 
 #[test]
 fn unknown_key_names_key_and_file() {
-    let message = error_with(r#""route": "EU Settlement Scheme""#, r#""route": "EU Settlement Scheme", "rout": "x""#);
+    let message = error_with(
+        r#""route": "EU Settlement Scheme""#,
+        r#""route": "EU Settlement Scheme", "rout": "x""#,
+    );
 
     assert_contains(&message, &[FILE, "rout"]);
 }
@@ -206,17 +257,32 @@ template = "A {gender}."
 fn template_render_records_char_spans() {
     let template = Template::parse("{name} ({age}) from {country}; {name}.").unwrap();
     let values: BTreeMap<String, String> =
-        [("name", "Zoë"), ("age", "34"), ("country", "Việt Nam")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        [("name", "Zoë"), ("age", "34"), ("country", "Việt Nam")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
 
     let (text, spans) = template.render(&values);
 
     assert_eq!(text, "Zoë (34) from Việt Nam; Zoë.");
     // Counted by hand in characters: "Zoë" 0..3, " (" then "34" 5..7, ") from " then "Việt Nam" 14..22, "; " then "Zoë" 24..27.
     let expected = vec![
-        FieldSpan { field: "name".into(), span: CharSpan::new(0, 3) },
-        FieldSpan { field: "age".into(), span: CharSpan::new(5, 7) },
-        FieldSpan { field: "country".into(), span: CharSpan::new(14, 22) },
-        FieldSpan { field: "name".into(), span: CharSpan::new(24, 27) },
+        FieldSpan {
+            field: "name".into(),
+            span: CharSpan::new(0, 3),
+        },
+        FieldSpan {
+            field: "age".into(),
+            span: CharSpan::new(5, 7),
+        },
+        FieldSpan {
+            field: "country".into(),
+            span: CharSpan::new(14, 22),
+        },
+        FieldSpan {
+            field: "name".into(),
+            span: CharSpan::new(24, 27),
+        },
     ];
     assert_eq!(spans, expected);
 }
@@ -240,14 +306,23 @@ fn demo_templates_have_80_to_200_words() {
                 .pools
                 .iter()
                 .map(|(name, pool)| {
-                    let words = |v: &&gaze_shared::vignettes::PoolValue| v.value.split_whitespace().count();
-                    let value = if pick_longest { pool.values.iter().max_by_key(words) } else { pool.values.iter().min_by_key(words) };
+                    let words =
+                        |v: &&gaze_shared::vignettes::PoolValue| v.value.split_whitespace().count();
+                    let value = if pick_longest {
+                        pool.values.iter().max_by_key(words)
+                    } else {
+                        pool.values.iter().min_by_key(words)
+                    };
                     (name.clone(), value.unwrap().value.clone())
                 })
                 .collect();
             let words = topic.template.render(&values).0.split_whitespace().count();
 
-            assert!((80..=200).contains(&words), "topic {} renders {words} words", topic.id);
+            assert!(
+                (80..=200).contains(&words),
+                "topic {} renders {words} words",
+                topic.id
+            );
         }
     }
 }
@@ -255,10 +330,22 @@ fn demo_templates_have_80_to_200_words() {
 #[test]
 fn demo_has_eight_routes_and_non_ascii_names() {
     let set = common::demo_vignettes();
-    let names: Vec<&str> = set.topics[0].pools["name"].values.iter().map(|v| v.value.as_str()).collect();
+    let names: Vec<&str> = set.topics[0].pools["name"]
+        .values
+        .iter()
+        .map(|v| v.value.as_str())
+        .collect();
 
     assert!(set.topics.len() >= 8);
-    for expected in ["Zoë de Vries", "Łukasz Wiśniewski", "José Martínez", "Nguyễn Văn An", "محمد الأحمد", "अर्जुन सिंह", "王伟"] {
+    for expected in [
+        "Zoë de Vries",
+        "Łukasz Wiśniewski",
+        "José Martínez",
+        "Nguyễn Văn An",
+        "محمد الأحمد",
+        "अर्जुन सिंह",
+        "王伟",
+    ] {
         assert!(names.contains(&expected), "demo names lack {expected}");
     }
 }

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use gaze_shared::config::StudyConfig;
-use gaze_shared::plan::{Fingerprint, ModelStatus, Plan, PlanSummary, model_status, plan_record_batch};
+use gaze_shared::plan::{
+    Fingerprint, ModelStatus, Plan, PlanSummary, model_status, plan_record_batch,
+};
 use gaze_shared::vignettes::{Category, VignetteSet};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -86,14 +88,26 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
                 .models
                 .iter()
                 .zip(&statuses)
-                .map(|(m, s)| ModelReport { id: &m.id, path: &m.path, dtype: m.dtype().as_str(), identity: s })
+                .map(|(m, s)| ModelReport {
+                    id: &m.id,
+                    path: &m.path,
+                    dtype: m.dtype().as_str(),
+                    identity: s,
+                })
                 .collect(),
             out: args.out.as_deref(),
         };
         serde_json::to_writer_pretty(&mut stdout, &report)?;
         writeln!(stdout)?;
     } else {
-        print_summary(&mut stdout, &config, &summary, &fingerprint, &statuses, args.out.as_deref())?;
+        print_summary(
+            &mut stdout,
+            &config,
+            &summary,
+            &fingerprint,
+            &statuses,
+            args.out.as_deref(),
+        )?;
     }
     Ok(())
 }
@@ -120,16 +134,22 @@ fn model_statuses(config: &StudyConfig) -> anyhow::Result<Vec<ModelStatus>> {
 /// folder, so an existing file is replaced whole or not at all.
 fn write_parquet(plan: &Plan, path: &Path) -> anyhow::Result<()> {
     let batch = plan_record_batch(plan).context("building the plan table")?;
-    let properties = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build();
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build();
 
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(".partial");
     let temporary = PathBuf::from(temporary);
-    let file = File::create(&temporary).with_context(|| format!("creating {}", temporary.display()))?;
+    let file =
+        File::create(&temporary).with_context(|| format!("creating {}", temporary.display()))?;
     let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(properties))?;
     writer.write(&batch)?;
-    writer.close().with_context(|| format!("writing {}", temporary.display()))?;
-    std::fs::rename(&temporary, path).with_context(|| format!("moving {} to {}", temporary.display(), path.display()))?;
+    writer
+        .close()
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    std::fs::rename(&temporary, path)
+        .with_context(|| format!("moving {} to {}", temporary.display(), path.display()))?;
     Ok(())
 }
 
@@ -152,9 +172,19 @@ fn print_summary(
     statuses: &[ModelStatus],
     written: Option<&Path>,
 ) -> std::io::Result<()> {
-    let strata = std::iter::once("topic").chain(config.design.stratify.iter().map(String::as_str)).collect::<Vec<_>>();
-    writeln!(out, "Study {}: {} samples, {} with attention", config.study.name, summary.samples, summary.attention_samples)?;
-    writeln!(out, "Shards: {} of up to {} samples", summary.shards, config.output.samples_per_shard)?;
+    let strata = std::iter::once("topic")
+        .chain(config.design.stratify.iter().map(String::as_str))
+        .collect::<Vec<_>>();
+    writeln!(
+        out,
+        "Study {}: {} samples, {} with attention",
+        config.study.name, summary.samples, summary.attention_samples
+    )?;
+    writeln!(
+        out,
+        "Shards: {} of up to {} samples",
+        summary.shards, config.output.samples_per_shard
+    )?;
     writeln!(
         out,
         "Cells: {} ({}), {} with samples, {} to {} samples per cell",
@@ -166,8 +196,18 @@ fn print_summary(
     )?;
 
     writeln!(out, "\nSamples per topic:")?;
-    let id_width = summary.topics.iter().map(|t| t.topic.len()).max().unwrap_or(0);
-    let route_width = summary.topics.iter().map(|t| t.route.chars().count()).max().unwrap_or(0);
+    let id_width = summary
+        .topics
+        .iter()
+        .map(|t| t.topic.len())
+        .max()
+        .unwrap_or(0);
+    let route_width = summary
+        .topics
+        .iter()
+        .map(|t| t.route.chars().count())
+        .max()
+        .unwrap_or(0);
     for topic in &summary.topics {
         writeln!(
             out,
@@ -177,23 +217,50 @@ fn print_summary(
     }
 
     for category in [Category::Demographic, Category::CaseFact] {
-        writeln!(out, "\nSamples per value of {} fields:", category.as_str().replace('_', "-"))?;
-        for (name, counts) in summary.fields.iter().filter(|(_, counts)| counts.category == category) {
-            let values: Vec<String> = counts.values.iter().map(|(value, n)| format!("{}: {n}", shorten(value))).collect();
+        writeln!(
+            out,
+            "\nSamples per value of {} fields:",
+            category.as_str().replace('_', "-")
+        )?;
+        for (name, counts) in summary
+            .fields
+            .iter()
+            .filter(|(_, counts)| counts.category == category)
+        {
+            let values: Vec<String> = counts
+                .values
+                .iter()
+                .map(|(value, n)| format!("{}: {n}", shorten(value)))
+                .collect();
             writeln!(out, "  {name}: {}", values.join(", "))?;
         }
     }
 
     writeln!(out, "\nFingerprint: {}", fingerprint.digest)?;
-    let name_width = fingerprint.parts.iter().map(|p| p.name.len()).max().unwrap_or(0);
+    let name_width = fingerprint
+        .parts
+        .iter()
+        .map(|p| p.name.len())
+        .max()
+        .unwrap_or(0);
     for part in &fingerprint.parts {
-        writeln!(out, "  {:name_width$}  {}", part.name, &part.digest[..part.digest.len().min(16)])?;
+        writeln!(
+            out,
+            "  {:name_width$}  {}",
+            part.name,
+            &part.digest[..part.digest.len().min(16)]
+        )?;
     }
     for (model, status) in config.models.iter().zip(statuses) {
         match status {
-            ModelStatus::Present(identity) => {
-                writeln!(out, "  model {} ({}, {}): {} files hashed", model.id, model.path.display(), model.dtype().as_str(), identity.files.len())?
-            }
+            ModelStatus::Present(identity) => writeln!(
+                out,
+                "  model {} ({}, {}): {} files hashed",
+                model.id,
+                model.path.display(),
+                model.dtype().as_str(),
+                identity.files.len()
+            )?,
             ModelStatus::Missing { path } => writeln!(
                 out,
                 "  model {}: folder {} not found; the fingerprint is provisional until it exists",
@@ -204,7 +271,12 @@ fn print_summary(
     }
 
     if let Some(path) = written {
-        writeln!(out, "\nPlan written to {} ({} rows)", path.display(), summary.samples)?;
+        writeln!(
+            out,
+            "\nPlan written to {} ({} rows)",
+            path.display(),
+            summary.samples
+        )?;
     }
     Ok(())
 }

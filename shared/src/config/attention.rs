@@ -77,9 +77,21 @@ pub enum IndexSelection {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectionError {
     #[error("attention.{key} lists {what} {index}, but the model has {count} {what}s (0 to {last}); remove it or pick a smaller index", last = count.saturating_sub(1))]
-    OutOfRange { key: &'static str, what: &'static str, index: usize, count: usize },
-    #[error("attention.{key} asks for {requested} evenly spaced {what}s, but the model has only {count}; ask for at most {count}")]
-    TooMany { key: &'static str, what: &'static str, requested: usize, count: usize },
+    OutOfRange {
+        key: &'static str,
+        what: &'static str,
+        index: usize,
+        count: usize,
+    },
+    #[error(
+        "attention.{key} asks for {requested} evenly spaced {what}s, but the model has only {count}; ask for at most {count}"
+    )]
+    TooMany {
+        key: &'static str,
+        what: &'static str,
+        requested: usize,
+        count: usize,
+    },
 }
 
 impl IndexSelection {
@@ -89,12 +101,22 @@ impl IndexSelection {
     /// `EvenlySpaced(n)` picks the centres of `n` equal parts of the range:
     /// index `i` is `floor((2i + 1) * count / (2n))` for `i` in `0..n`. For
     /// 32 layers and n = 3 that is 5, 16 and 26; n = count selects every index.
-    pub fn resolve(&self, count: usize, key: &'static str, what: &'static str) -> Result<Vec<usize>, SelectionError> {
+    pub fn resolve(
+        &self,
+        count: usize,
+        key: &'static str,
+        what: &'static str,
+    ) -> Result<Vec<usize>, SelectionError> {
         match self {
             IndexSelection::All => Ok((0..count).collect()),
             IndexSelection::List(indices) => {
                 if let Some(&index) = indices.iter().find(|&&i| i >= count) {
-                    return Err(SelectionError::OutOfRange { key, what, index, count });
+                    return Err(SelectionError::OutOfRange {
+                        key,
+                        what,
+                        index,
+                        count,
+                    });
                 }
                 let mut sorted = indices.clone();
                 sorted.sort_unstable();
@@ -102,7 +124,12 @@ impl IndexSelection {
             }
             IndexSelection::EvenlySpaced(n) => {
                 if *n > count {
-                    return Err(SelectionError::TooMany { key, what, requested: *n, count });
+                    return Err(SelectionError::TooMany {
+                        key,
+                        what,
+                        requested: *n,
+                        count,
+                    });
                 }
                 Ok((0..*n).map(|i| (2 * i + 1) * count / (2 * n)).collect())
             }
@@ -112,15 +139,17 @@ impl IndexSelection {
     fn validate(&self, key: &str, check: &Checker) -> Result<(), ConfigError> {
         match self {
             IndexSelection::All => Ok(()),
-            IndexSelection::List(indices) if indices.is_empty() => Err(check.invalid(
-                key,
-                "[]",
-                "list at least one index, or write \"all\"",
-            )),
+            IndexSelection::List(indices) if indices.is_empty() => {
+                Err(check.invalid(key, "[]", "list at least one index, or write \"all\""))
+            }
             IndexSelection::List(indices) => {
                 let mut seen = std::collections::BTreeSet::new();
                 match indices.iter().find(|i| !seen.insert(**i)) {
-                    Some(repeat) => Err(check.invalid(key, repeat, "each index may appear once; remove the repeat")),
+                    Some(repeat) => Err(check.invalid(
+                        key,
+                        repeat,
+                        "each index may appear once; remove the repeat",
+                    )),
                     None => Ok(()),
                 }
             }

@@ -51,9 +51,14 @@ impl DecisionConfig {
                 return Err(check.invalid(key, format!("{label:?}"), "write a non-empty label"));
             }
             if !seen.insert(label) {
-                return Err(check.invalid(key, format!("{label:?}"), "labels must be distinct; remove the repeat"));
+                return Err(check.invalid(
+                    key,
+                    format!("{label:?}"),
+                    "labels must be distinct; remove the repeat",
+                ));
             }
-            let word_edges = label.chars().next().is_some_and(is_word_char) && label.chars().last().is_some_and(is_word_char);
+            let word_edges = label.chars().next().is_some_and(is_word_char)
+                && label.chars().last().is_some_and(is_word_char);
             if self.pattern.is_none() && !word_edges {
                 return Err(check.invalid(
                     key,
@@ -64,7 +69,11 @@ impl DecisionConfig {
         }
         if let Some(pattern) = &self.pattern {
             let regex = Regex::new(pattern).map_err(|err| {
-                check.invalid("decision.pattern", format!("{pattern:?}"), format!("it does not compile: {err}"))
+                check.invalid(
+                    "decision.pattern",
+                    format!("{pattern:?}"),
+                    format!("it does not compile: {err}"),
+                )
             })?;
             if regex.captures_len() > 2 {
                 return Err(check.invalid(

@@ -45,7 +45,12 @@ pub(crate) struct Checker<'a> {
 
 impl Checker<'_> {
     /// Returns an error for `key` holding `value` (written as TOML would show it).
-    pub fn invalid(&self, key: impl Into<String>, value: impl std::fmt::Display, reason: impl Into<String>) -> ConfigError {
+    pub fn invalid(
+        &self,
+        key: impl Into<String>,
+        value: impl std::fmt::Display,
+        reason: impl Into<String>,
+    ) -> ConfigError {
         ConfigError::Invalid {
             path: self.path.to_path_buf(),
             key: key.into(),

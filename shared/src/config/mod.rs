@@ -62,7 +62,10 @@ impl StudyConfig {
     /// it (models, vignettes, a local store) become paths relative to the
     /// folder that contains `path`.
     pub fn load(path: &Path) -> Result<StudyConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         StudyConfig::parse(&text, path)
     }
 
@@ -87,7 +90,9 @@ impl StudyConfig {
     /// Returns the result store, with a relative local path resolved against
     /// the config file's folder.
     pub fn store_location(&self) -> StoreLocation {
-        self.output.store_location(&self.base_dir()).expect("validated: output.store parses")
+        self.output
+            .store_location(&self.base_dir())
+            .expect("validated: output.store parses")
     }
 
     /// Returns the model with identifier `id`.
@@ -109,7 +114,11 @@ impl StudyConfig {
 
         self.study.validate(&check)?;
         if self.models.is_empty() {
-            return Err(check.invalid("models", "[]", "add a [[models]] table with an id and a path"));
+            return Err(check.invalid(
+                "models",
+                "[]",
+                "add a [[models]] table with an id and a path",
+            ));
         }
         let mut ids = std::collections::BTreeSet::new();
         for (index, model) in self.models.iter().enumerate() {
@@ -144,13 +153,19 @@ pub(crate) fn join_lexically(base: &Path, path: &Path) -> PathBuf {
     for component in base.join(path).components() {
         match component {
             Component::CurDir => {}
-            Component::ParentDir if matches!(joined.components().next_back(), Some(Component::Normal(_))) => {
+            Component::ParentDir
+                if matches!(joined.components().next_back(), Some(Component::Normal(_))) =>
+            {
                 joined.pop();
             }
             other => joined.push(other),
         }
     }
-    if joined.as_os_str().is_empty() { PathBuf::from(".") } else { joined }
+    if joined.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        joined
+    }
 }
 
 fn base_dir_of(path: &Path) -> PathBuf {

@@ -36,7 +36,7 @@ impl ModelConfig {
         if let Some(dtype) = self.dtype {
             return dtype;
         }
-        if self.device.0.iter().any(|d| *d == Device::Cpu) {
+        if self.device.0.contains(&Device::Cpu) {
             Dtype::F32
         } else {
             Dtype::Bf16
@@ -102,7 +102,9 @@ pub enum Device {
 
 /// An invalid device string. The message lists the accepted forms.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid device {0:?}: write \"cpu\" or \"cuda:N\" with N the GPU ordinal, such as \"cuda:0\"")]
+#[error(
+    "invalid device {0:?}: write \"cpu\" or \"cuda:N\" with N the GPU ordinal, such as \"cuda:0\""
+)]
 pub struct InvalidDevice(pub String);
 
 impl FromStr for Device {
@@ -144,7 +146,10 @@ impl FromStr for DeviceList {
 
     /// Parses a comma-separated list such as `cuda:0,cuda:1`.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        text.split(',').map(|part| part.trim().parse()).collect::<Result<_, _>>().map(DeviceList)
+        text.split(',')
+            .map(|part| part.trim().parse())
+            .collect::<Result<_, _>>()
+            .map(DeviceList)
     }
 }
 
@@ -165,7 +170,9 @@ impl<'de> Deserialize<'de> for DeviceList {
         }
 
         let names = match Repr::deserialize(deserializer).map_err(|_| {
-            serde::de::Error::custom("expected a device string such as \"cpu\" or \"cuda:0\", or a list of them")
+            serde::de::Error::custom(
+                "expected a device string such as \"cpu\" or \"cuda:0\", or a list of them",
+            )
         })? {
             Repr::One(name) => vec![name],
             Repr::Many(names) => names,

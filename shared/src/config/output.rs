@@ -52,7 +52,9 @@ impl StoreLocation {
     /// lists the accepted forms.
     pub fn parse(text: &str, base: &Path) -> Result<StoreLocation, String> {
         if text.is_empty() {
-            return Err("set it to a folder, file:///absolute/path, s3://bucket/prefix or memory://".into());
+            return Err(
+                "set it to a folder, file:///absolute/path, s3://bucket/prefix or memory://".into(),
+            );
         }
         if text == "memory://" {
             return Ok(StoreLocation::Memory);
@@ -68,14 +70,20 @@ impl StoreLocation {
             if bucket.is_empty() {
                 return Err("name the bucket, as in s3://my-bucket/studies".into());
             }
-            return Ok(StoreLocation::S3 { bucket: bucket.to_string(), prefix: prefix.trim_matches('/').to_string() });
+            return Ok(StoreLocation::S3 {
+                bucket: bucket.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+            });
         }
         if let Some((scheme, _)) = text.split_once("://") {
             return Err(format!(
                 "the scheme {scheme}:// is not supported; use a folder, file://, s3:// or memory://"
             ));
         }
-        Ok(StoreLocation::Local(super::join_lexically(base, Path::new(text))))
+        Ok(StoreLocation::Local(super::join_lexically(
+            base,
+            Path::new(text),
+        )))
     }
 }
 
@@ -93,7 +101,9 @@ fn default_queue_url() -> String {
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        Self { url: default_queue_url() }
+        Self {
+            url: default_queue_url(),
+        }
     }
 }
 
@@ -112,9 +122,9 @@ impl QueueConfig {
     }
 
     pub(crate) fn validate(&self, check: &Checker) -> Result<(), ConfigError> {
-        self.location()
-            .map(|_| ())
-            .map_err(|reason| check.invalid("queue.url", format!("{:?}", redact_url(&self.url)), reason))
+        self.location().map(|_| ()).map_err(|reason| {
+            check.invalid("queue.url", format!("{:?}", redact_url(&self.url)), reason)
+        })
     }
 }
 
@@ -122,9 +132,14 @@ pub(crate) fn parse_queue_url(url: &str) -> Result<QueueLocation, String> {
     if url == "embedded" {
         return Ok(QueueLocation::Embedded);
     }
-    let is_redis = url.strip_prefix("redis://").or_else(|| url.strip_prefix("rediss://"));
+    let is_redis = url
+        .strip_prefix("redis://")
+        .or_else(|| url.strip_prefix("rediss://"));
     match is_redis {
         Some(rest) if !rest.is_empty() => Ok(QueueLocation::Redis(url.to_string())),
-        _ => Err("write \"embedded\", or a Redis URL such as redis://127.0.0.1:6379 (rediss:// for TLS)".into()),
+        _ => Err(
+            "write \"embedded\", or a Redis URL such as redis://127.0.0.1:6379 (rediss:// for TLS)"
+                .into(),
+        ),
     }
 }

@@ -4,11 +4,11 @@
 
 use std::path::PathBuf;
 
+use super::StudyConfig;
 use super::error::ConfigError;
 use super::model::DeviceList;
 use super::output::{StoreLocation, parse_queue_url};
 use crate::queue::redact_url;
-use super::StudyConfig;
 
 /// Environment variables read by [`Overrides::from_env`], in field order.
 pub const ENV_STORE: &str = "GAZE_STORE";
@@ -71,10 +71,12 @@ impl Overrides {
         let current_dir = PathBuf::from(".");
 
         if let Some(store) = &self.store {
-            StoreLocation::parse(store, &current_dir).map_err(|reason| ConfigError::InvalidOverride {
-                source_name: "--store / GAZE_STORE",
-                value: store.clone(),
-                reason,
+            StoreLocation::parse(store, &current_dir).map_err(|reason| {
+                ConfigError::InvalidOverride {
+                    source_name: "--store / GAZE_STORE",
+                    value: store.clone(),
+                    reason,
+                }
             })?;
             config.output.store = absolute_if_local(store);
         }
@@ -82,10 +84,12 @@ impl Overrides {
             self.apply_model(model, config)?;
         }
         if let Some(device) = &self.device {
-            let devices: DeviceList = device.parse().map_err(|err: super::InvalidDevice| ConfigError::InvalidOverride {
-                source_name: "--device / GAZE_DEVICE",
-                value: device.clone(),
-                reason: err.to_string(),
+            let devices: DeviceList = device.parse().map_err(|err: super::InvalidDevice| {
+                ConfigError::InvalidOverride {
+                    source_name: "--device / GAZE_DEVICE",
+                    value: device.clone(),
+                    reason: err.to_string(),
+                }
             })?;
             for model in &mut config.models {
                 model.device = devices.clone();
@@ -108,7 +112,9 @@ impl Overrides {
                     return Err(ConfigError::InvalidOverride {
                         source_name: "--redis / GAZE_REDIS",
                         value: redact_url(redis),
-                        reason: "write a Redis URL such as redis://127.0.0.1:6379 (rediss:// for TLS)".into(),
+                        reason:
+                            "write a Redis URL such as redis://127.0.0.1:6379 (rediss:// for TLS)"
+                                .into(),
                     });
                 }
             }
@@ -121,7 +127,10 @@ impl Overrides {
         let ids: Vec<&str> = config.models.iter().map(|m| m.id.as_str()).collect();
         let by_id = value.split_once('=').filter(|(id, _)| ids.contains(id));
         let (index, path) = match by_id {
-            Some((id, path)) => (ids.iter().position(|i| *i == id).expect("id is in ids"), path),
+            Some((id, path)) => (
+                ids.iter().position(|i| *i == id).expect("id is in ids"),
+                path,
+            ),
             None if ids.len() == 1 => (0, value),
             None => {
                 return Err(ConfigError::InvalidOverride {

@@ -73,7 +73,11 @@ impl PromptConfig {
                         format!("{:?}", self.raw_template),
                         format!(
                             "it contains {placeholder} {found} times; {placeholder} must appear {}",
-                            if required { "exactly once" } else { "at most once" }
+                            if required {
+                                "exactly once"
+                            } else {
+                                "at most once"
+                            }
                         ),
                     ));
                 }

@@ -27,7 +27,10 @@ impl StudySection {
 /// Returns whether `text` is a non-empty string of ASCII letters, digits,
 /// `_` and `-`, the characters that are safe in object keys and column names.
 pub fn is_identifier(text: &str) -> bool {
-    !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 pub(crate) fn check_identifier(check: &Checker, key: &str, value: &str) -> Result<(), ConfigError> {
@@ -36,9 +39,19 @@ pub(crate) fn check_identifier(check: &Checker, key: &str, value: &str) -> Resul
     }
     let suggestion: String = value
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
-    let suggestion = if suggestion.is_empty() { "my-study".to_string() } else { suggestion };
+    let suggestion = if suggestion.is_empty() {
+        "my-study".to_string()
+    } else {
+        suggestion
+    };
     Err(check.invalid(
         key,
         format!("{value:?}"),

@@ -24,13 +24,16 @@ pub fn attention_counts(counts: &[u64], rate_ppm: u128) -> Vec<u64> {
     let total: u128 = counts.iter().map(|&n| u128::from(n)).sum();
     let target = (total * rate_ppm + MILLION / 2) / MILLION;
 
-    let mut attention: Vec<u64> = counts.iter().map(|&n| (u128::from(n) * rate_ppm / MILLION) as u64).collect();
+    let mut attention: Vec<u64> = counts
+        .iter()
+        .map(|&n| (u128::from(n) * rate_ppm / MILLION) as u64)
+        .collect();
     let mut extra = target - attention.iter().map(|&a| u128::from(a)).sum::<u128>();
     for (place, &n) in counts.iter().enumerate() {
         if extra == 0 {
             break;
         }
-        if (u128::from(n) * rate_ppm) % MILLION != 0 {
+        if !(u128::from(n) * rate_ppm).is_multiple_of(MILLION) {
             attention[place] += 1;
             extra -= 1;
         }
@@ -62,6 +65,8 @@ pub fn collects_attention(index: u64, n: u64, a: u64, place: usize) -> bool {
 
     // The attention samples are j_m = floor((m * ONE + phase) * n / (a * ONE)) for m in 0..a.
     // The smallest m with j_m >= index decides whether index is one of them.
-    let m = (index * a * PHASE_ONE).saturating_sub(phase * n).div_ceil(n * PHASE_ONE);
+    let m = (index * a * PHASE_ONE)
+        .saturating_sub(phase * n)
+        .div_ceil(n * PHASE_ONE);
     m < a && (m * PHASE_ONE + phase) * n / (a * PHASE_ONE) == index
 }

@@ -29,7 +29,11 @@ pub struct TopicFields {
 
 /// Checks that every topic defines every stratified field and that none of
 /// them has an agree rule.
-pub fn check_stratify(stratify: &[String], vignettes: &VignetteSet, config: &Path) -> Result<(), PlanError> {
+pub fn check_stratify(
+    stratify: &[String],
+    vignettes: &VignetteSet,
+    config: &Path,
+) -> Result<(), PlanError> {
     for field in stratify {
         for topic in &vignettes.topics {
             let Some(pool) = topic.pools.get(field) else {
@@ -58,7 +62,10 @@ pub fn check_stratify(stratify: &[String], vignettes: &VignetteSet, config: &Pat
 pub fn enumerate_cells(stratify: &[String], vignettes: &VignetteSet) -> Vec<Cell> {
     let mut cells = Vec::new();
     for (topic_index, topic) in vignettes.topics.iter().enumerate() {
-        let sizes: Vec<usize> = stratify.iter().map(|f| topic.pools[f].values.len()).collect();
+        let sizes: Vec<usize> = stratify
+            .iter()
+            .map(|f| topic.pools[f].values.len())
+            .collect();
         let count: usize = sizes.iter().product();
         for mut flat in 0..count {
             let mut levels = vec![0; sizes.len()];
@@ -67,7 +74,11 @@ pub fn enumerate_cells(stratify: &[String], vignettes: &VignetteSet) -> Vec<Cell
                 flat /= size;
             }
             let key = cell_key(topic, stratify, &levels);
-            cells.push(Cell { topic: topic_index, levels, key });
+            cells.push(Cell {
+                topic: topic_index,
+                levels,
+                key,
+            });
         }
     }
     cells
@@ -87,7 +98,8 @@ fn cell_key(topic: &Topic, stratify: &[String], levels: &[usize]) -> String {
 /// Returns the fields a topic's samples draw besides the strata: those its
 /// template uses and those an agree rule refers to.
 pub fn topic_fields(topic: &Topic, stratify: &[String]) -> TopicFields {
-    let mut needed: std::collections::BTreeSet<&str> = topic.template.fields().into_iter().collect();
+    let mut needed: std::collections::BTreeSet<&str> =
+        topic.template.fields().into_iter().collect();
     for name in needed.clone() {
         for rule in &topic.pools[name].agree {
             for reference in &rule.references {
@@ -96,7 +108,10 @@ pub fn topic_fields(topic: &Topic, stratify: &[String]) -> TopicFields {
         }
     }
 
-    let mut fields = TopicFields { free: Vec::new(), agreeing: Vec::new() };
+    let mut fields = TopicFields {
+        free: Vec::new(),
+        agreeing: Vec::new(),
+    };
     for name in needed {
         if stratify.iter().any(|s| s == name) {
             continue;

@@ -36,21 +36,42 @@ pub fn cell_rng(seed: u64, cell: &Cell) -> ChaCha8Rng {
 /// the pool values that agree with the cell's strata. The entry is `None`
 /// when the field's agree rule also refers to a drawn field. Computing
 /// these once per cell spares a scan of the pool per sample.
-pub fn cell_candidates(cell: &Cell, topic: &Topic, stratify: &[String], fields: &TopicFields) -> Vec<Option<Vec<usize>>> {
+pub fn cell_candidates(
+    cell: &Cell,
+    topic: &Topic,
+    stratify: &[String],
+    fields: &TopicFields,
+) -> Vec<Option<Vec<usize>>> {
     let strata = strata_values(cell, topic, stratify);
     fields
         .agreeing
         .iter()
         .map(|field| {
             let pool = &topic.pools[field];
-            let strata_only = pool.agree.iter().flat_map(|rule| &rule.references).all(|r| strata.contains_key(r.field.as_str()));
-            strata_only.then(|| (0..pool.values.len()).filter(|&i| agrees(&pool.values[i], &pool.agree, &strata)).collect())
+            let strata_only = pool
+                .agree
+                .iter()
+                .flat_map(|rule| &rule.references)
+                .all(|r| strata.contains_key(r.field.as_str()));
+            strata_only.then(|| {
+                (0..pool.values.len())
+                    .filter(|&i| agrees(&pool.values[i], &pool.agree, &strata))
+                    .collect()
+            })
         })
         .collect()
 }
 
-fn strata_values<'a>(cell: &Cell, topic: &'a Topic, stratify: &'a [String]) -> BTreeMap<&'a str, &'a PoolValue> {
-    stratify.iter().zip(&cell.levels).map(|(field, &level)| (field.as_str(), &topic.pools[field].values[level])).collect()
+fn strata_values<'a>(
+    cell: &Cell,
+    topic: &'a Topic,
+    stratify: &'a [String],
+) -> BTreeMap<&'a str, &'a PoolValue> {
+    stratify
+        .iter()
+        .zip(&cell.levels)
+        .map(|(field, &level)| (field.as_str(), &topic.pools[field].values[level]))
+        .collect()
 }
 
 /// Draws sample `index` of `cell`. `rng` is the cell's generator from
@@ -84,7 +105,9 @@ pub fn draw_sample(
         let candidates = match cached {
             Some(cached) => cached,
             None => {
-                found = (0..pool.values.len()).filter(|&i| agrees(&pool.values[i], &pool.agree, &drawn)).collect();
+                found = (0..pool.values.len())
+                    .filter(|&i| agrees(&pool.values[i], &pool.agree, &drawn))
+                    .collect();
                 &found
             }
         };
@@ -93,6 +116,9 @@ pub fn draw_sample(
         drawn.insert(field, &pool.values[choice]);
     }
 
-    let fields = drawn.into_iter().map(|(name, value)| (name.to_string(), value.value.clone())).collect();
+    let fields = drawn
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), value.value.clone()))
+        .collect();
     Draw { seed, fields }
 }

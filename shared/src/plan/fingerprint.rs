@@ -41,7 +41,11 @@ pub struct FingerprintPart {
 impl Fingerprint {
     /// Computes the fingerprint. `models` pairs each of the config's models,
     /// in config order, with its folder's status.
-    pub fn compute(config: &StudyConfig, vignettes: &VignetteSet, models: &[(&ModelConfig, &ModelStatus)]) -> Fingerprint {
+    pub fn compute(
+        config: &StudyConfig,
+        vignettes: &VignetteSet,
+        models: &[(&ModelConfig, &ModelStatus)],
+    ) -> Fingerprint {
         let mut generation = serde_json::to_value(&config.generation).expect("config serialises");
         if let Some(object) = generation.as_object_mut() {
             object.remove("batch_size");
@@ -58,16 +62,22 @@ impl Fingerprint {
             json_part("config.decision", &config.decision),
             json_part("config.attention", &config.attention),
             json_part("config.samples_per_shard", &config.output.samples_per_shard),
-            FingerprintPart { name: "vignettes".into(), digest: vignettes.sha256.clone() },
+            FingerprintPart {
+                name: "vignettes".into(),
+                digest: vignettes.sha256.clone(),
+            },
         ];
         for (model, status) in models {
             let digest = match status {
                 ModelStatus::Missing { .. } => MISSING_MODEL.to_string(),
-                ModelStatus::Present(identity) => {
-                    hash_json(&serde_json::json!({ "dtype": model.dtype().as_str(), "identity": identity.digest }))
-                }
+                ModelStatus::Present(identity) => hash_json(
+                    &serde_json::json!({ "dtype": model.dtype().as_str(), "identity": identity.digest }),
+                ),
             };
-            parts.push(FingerprintPart { name: format!("model:{}", model.id), digest });
+            parts.push(FingerprintPart {
+                name: format!("model:{}", model.id),
+                digest,
+            });
         }
 
         let mut hasher = Sha256::new();
@@ -78,7 +88,10 @@ impl Fingerprint {
             hasher.update([0]);
             hasher.update(part.digest.as_bytes());
         }
-        Fingerprint { digest: hex::encode(hasher.finalize()), parts }
+        Fingerprint {
+            digest: hex::encode(hasher.finalize()),
+            parts,
+        }
     }
 
     /// Returns whether every model's identity is known.
@@ -90,7 +103,12 @@ impl Fingerprint {
     /// parts present in only one of the two, in this fingerprint's order
     /// followed by parts only `earlier` has.
     pub fn changed_parts(&self, earlier: &Fingerprint) -> Vec<String> {
-        let find = |parts: &[FingerprintPart], name: &str| parts.iter().find(|p| p.name == name).map(|p| p.digest.clone());
+        let find = |parts: &[FingerprintPart], name: &str| {
+            parts
+                .iter()
+                .find(|p| p.name == name)
+                .map(|p| p.digest.clone())
+        };
         let mut changed: Vec<String> = self
             .parts
             .iter()
@@ -98,14 +116,21 @@ impl Fingerprint {
             .map(|part| part.name.clone())
             .collect();
         changed.extend(
-            earlier.parts.iter().filter(|part| find(&self.parts, &part.name).is_none()).map(|part| part.name.clone()),
+            earlier
+                .parts
+                .iter()
+                .filter(|part| find(&self.parts, &part.name).is_none())
+                .map(|part| part.name.clone()),
         );
         changed
     }
 }
 
 fn json_part(name: &str, value: &impl Serialize) -> FingerprintPart {
-    FingerprintPart { name: name.into(), digest: hash_json(value) }
+    FingerprintPart {
+        name: name.into(),
+        digest: hash_json(value),
+    }
 }
 
 fn hash_json(value: &impl Serialize) -> String {

@@ -40,7 +40,9 @@ use crate::vignettes::VignetteSet;
 pub use cells::{Cell, TopicFields};
 pub use error::PlanError;
 pub use fingerprint::{Fingerprint, FingerprintPart, MISSING_MODEL};
-pub use model_identity::{ModelIdentity, ModelIdentityError, ModelStatus, model_identity, model_status};
+pub use model_identity::{
+    ModelIdentity, ModelIdentityError, ModelStatus, model_identity, model_status,
+};
 pub use order::factorial_digits;
 pub use rng::{keyed_rng, shuffle, uniform_index};
 pub use summary::{FieldCounts, PlanSummary, TopicCount};
@@ -116,23 +118,41 @@ impl Plan {
         let samples_per_shard = u64::from(config.output.samples_per_shard);
         let shard_count = total.div_ceil(samples_per_shard);
         if shard_count > i32::MAX as u64 {
-            return Err(PlanError::TooManyShards { config: config.source.clone(), shards: shard_count, max: i32::MAX as u64 });
+            return Err(PlanError::TooManyShards {
+                config: config.source.clone(),
+                shards: shard_count,
+                max: i32::MAX as u64,
+            });
         }
 
         let mut order_rng = keyed_rng(ORDER_DOMAIN, design.seed, &[]);
         let order = order::balanced_order(&cells, stratify, vignettes, &mut order_rng);
         let cell_count = order.len() as u64;
-        let counts: Vec<u64> = (0..cell_count).map(|place| total / cell_count + u64::from(place < total % cell_count)).collect();
+        let counts: Vec<u64> = (0..cell_count)
+            .map(|place| total / cell_count + u64::from(place < total % cell_count))
+            .collect();
         let rate = attention::rate_in_millionths(config.attention.sample_rate);
         let attention_counts = attention::attention_counts(&counts, rate);
 
-        let topic_fields: Vec<TopicFields> = vignettes.topics.iter().map(|t| cells::topic_fields(t, stratify)).collect();
-        let mut cell_rngs: Vec<_> = order.iter().map(|&c| draw::cell_rng(design.seed, &cells[c])).collect();
+        let topic_fields: Vec<TopicFields> = vignettes
+            .topics
+            .iter()
+            .map(|t| cells::topic_fields(t, stratify))
+            .collect();
+        let mut cell_rngs: Vec<_> = order
+            .iter()
+            .map(|&c| draw::cell_rng(design.seed, &cells[c]))
+            .collect();
         let candidates: Vec<_> = order
             .iter()
             .map(|&c| {
                 let cell = &cells[c];
-                draw::cell_candidates(cell, &vignettes.topics[cell.topic], stratify, &topic_fields[cell.topic])
+                draw::cell_candidates(
+                    cell,
+                    &vignettes.topics[cell.topic],
+                    stratify,
+                    &topic_fields[cell.topic],
+                )
             })
             .collect();
         let (prefix, suffix) = config.prompt.user_parts();
@@ -167,7 +187,12 @@ impl Plan {
                     user_message,
                     layout,
                     seed: draw.seed,
-                    collect_attention: attention::collects_attention(round, counts[place], attention_counts[place], place),
+                    collect_attention: attention::collects_attention(
+                        round,
+                        counts[place],
+                        attention_counts[place],
+                        place,
+                    ),
                     cell: cell.key.clone(),
                 });
             }
@@ -176,9 +201,17 @@ impl Plan {
         let cell_counts = order
             .iter()
             .zip(counts.iter().zip(&attention_counts))
-            .map(|(&c, (&samples, &attention_samples))| CellCount { key: cells[c].key.clone(), samples, attention_samples })
+            .map(|(&c, (&samples, &attention_samples))| CellCount {
+                key: cells[c].key.clone(),
+                samples,
+                attention_samples,
+            })
             .collect();
-        Ok(Plan { shards: cut_shards(total, samples_per_shard), samples, cells: cell_counts })
+        Ok(Plan {
+            shards: cut_shards(total, samples_per_shard),
+            samples,
+            cells: cell_counts,
+        })
     }
 
     /// Keeps only the first `limit` samples, and the shards that hold them
@@ -205,7 +238,9 @@ impl Plan {
 fn total_samples(config: &StudyConfig, cell_count: usize) -> Result<u64, PlanError> {
     let design = &config.design;
     if design.samples_per_cell == 0 {
-        return Ok(design.total_samples.expect("validated: total_samples is set without samples_per_cell"));
+        return Ok(design
+            .total_samples
+            .expect("validated: total_samples is set without samples_per_cell"));
     }
     let implied = cell_count as u64 * design.samples_per_cell;
     match design.total_samples {
@@ -224,7 +259,10 @@ fn cut_shards(total: u64, samples_per_shard: u64) -> Vec<Shard> {
     (0..total.div_ceil(samples_per_shard))
         .map(|shard| {
             let start = shard * samples_per_shard;
-            Shard { shard_id: shard as u32, samples: start..(start + samples_per_shard).min(total) }
+            Shard {
+                shard_id: shard as u32,
+                samples: start..(start + samples_per_shard).min(total),
+            }
         })
         .collect()
 }

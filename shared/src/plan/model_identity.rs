@@ -49,9 +49,13 @@ pub enum ModelIdentityError {
         #[source]
         source: std::io::Error,
     },
-    #[error("model folder {folder} has no {file}; gaze needs a Hugging Face folder with config.json, tokenizer.json and safetensors weights")]
+    #[error(
+        "model folder {folder} has no {file}; gaze needs a Hugging Face folder with config.json, tokenizer.json and safetensors weights"
+    )]
     MissingFile { folder: PathBuf, file: String },
-    #[error("model folder {folder} has no {SINGLE_WEIGHTS} or {SHARD_INDEX}; convert the weights to safetensors")]
+    #[error(
+        "model folder {folder} has no {SINGLE_WEIGHTS} or {SHARD_INDEX}; convert the weights to safetensors"
+    )]
     MissingWeights { folder: PathBuf },
     #[error("invalid safetensors file {path}: {reason}")]
     InvalidSafetensors { path: PathBuf, reason: String },
@@ -64,7 +68,9 @@ pub enum ModelIdentityError {
 /// is an error.
 pub fn model_status(folder: &Path) -> Result<ModelStatus, ModelIdentityError> {
     if !folder.exists() {
-        return Ok(ModelStatus::Missing { path: folder.to_path_buf() });
+        return Ok(ModelStatus::Missing {
+            path: folder.to_path_buf(),
+        });
     }
     model_identity(folder).map(ModelStatus::Present)
 }
@@ -77,7 +83,10 @@ pub fn model_identity(folder: &Path) -> Result<ModelIdentity, ModelIdentityError
     for name in REQUIRED_FILES {
         let path = folder.join(name);
         if !path.is_file() {
-            return Err(ModelIdentityError::MissingFile { folder: folder.to_path_buf(), file: name.into() });
+            return Err(ModelIdentityError::MissingFile {
+                folder: folder.to_path_buf(),
+                file: name.into(),
+            });
         }
         files.push((name.to_string(), hash_file(&path)?));
     }
@@ -95,11 +104,16 @@ pub fn model_identity(folder: &Path) -> Result<ModelIdentity, ModelIdentityError
     } else if folder.join(SINGLE_WEIGHTS).is_file() {
         vec![SINGLE_WEIGHTS.to_string()]
     } else {
-        return Err(ModelIdentityError::MissingWeights { folder: folder.to_path_buf() });
+        return Err(ModelIdentityError::MissingWeights {
+            folder: folder.to_path_buf(),
+        });
     };
     for name in weight_files {
         let header = read_safetensors_header(&folder.join(&name))?;
-        files.push((format!("header:{name}"), hex::encode(Sha256::digest(&header))));
+        files.push((
+            format!("header:{name}"),
+            hex::encode(Sha256::digest(&header)),
+        ));
     }
 
     files.sort();
@@ -109,19 +123,32 @@ pub fn model_identity(folder: &Path) -> Result<ModelIdentity, ModelIdentityError
         hasher.update(name.as_bytes());
         hasher.update(digest.as_bytes());
     }
-    Ok(ModelIdentity { digest: hex::encode(hasher.finalize()), files })
+    Ok(ModelIdentity {
+        digest: hex::encode(hasher.finalize()),
+        files,
+    })
 }
 
 fn hash_file(path: &Path) -> Result<String, ModelIdentityError> {
-    let bytes = std::fs::read(path).map_err(|source| ModelIdentityError::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| ModelIdentityError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(hex::encode(Sha256::digest(&bytes)))
 }
 
 /// Returns the distinct shard file names in the index's `weight_map`, sorted.
 fn shard_names(index: &Path) -> Result<Vec<String>, ModelIdentityError> {
-    let invalid = |reason: String| ModelIdentityError::InvalidIndex { path: index.to_path_buf(), reason };
-    let bytes = std::fs::read(index).map_err(|source| ModelIdentityError::Io { path: index.to_path_buf(), source })?;
-    let json: serde_json::Value = serde_json::from_slice(&bytes).map_err(|err| invalid(err.to_string()))?;
+    let invalid = |reason: String| ModelIdentityError::InvalidIndex {
+        path: index.to_path_buf(),
+        reason,
+    };
+    let bytes = std::fs::read(index).map_err(|source| ModelIdentityError::Io {
+        path: index.to_path_buf(),
+        source,
+    })?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|err| invalid(err.to_string()))?;
     let map = json
         .get("weight_map")
         .and_then(|m| m.as_object())
@@ -129,9 +156,13 @@ fn shard_names(index: &Path) -> Result<Vec<String>, ModelIdentityError> {
 
     let mut names = Vec::new();
     for (tensor, file) in map {
-        let file = file.as_str().ok_or_else(|| invalid(format!("weight_map[{tensor:?}] is not a file name")))?;
+        let file = file
+            .as_str()
+            .ok_or_else(|| invalid(format!("weight_map[{tensor:?}] is not a file name")))?;
         if file.contains('/') || file.contains('\\') || file == ".." {
-            return Err(invalid(format!("weight_map[{tensor:?}] = {file:?} is not a file in the model folder")));
+            return Err(invalid(format!(
+                "weight_map[{tensor:?}] = {file:?} is not a file in the model folder"
+            )));
         }
         names.push(file.to_string());
     }
@@ -143,14 +174,23 @@ fn shard_names(index: &Path) -> Result<Vec<String>, ModelIdentityError> {
 /// Reads the JSON header of a safetensors file: an 8-byte little-endian
 /// length, then that many bytes.
 fn read_safetensors_header(path: &Path) -> Result<Vec<u8>, ModelIdentityError> {
-    let io_error = |source| ModelIdentityError::Io { path: path.to_path_buf(), source };
-    let invalid = |reason: String| ModelIdentityError::InvalidSafetensors { path: path.to_path_buf(), reason };
+    let io_error = |source| ModelIdentityError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let invalid = |reason: String| ModelIdentityError::InvalidSafetensors {
+        path: path.to_path_buf(),
+        reason,
+    };
 
     let mut file = File::open(path).map_err(io_error)?;
     let file_len = file.metadata().map_err(io_error)?.len();
     let mut len_bytes = [0u8; 8];
-    file.read_exact(&mut len_bytes)
-        .map_err(|_| invalid(format!("the file is {file_len} bytes, shorter than the 8-byte header length")))?;
+    file.read_exact(&mut len_bytes).map_err(|_| {
+        invalid(format!(
+            "the file is {file_len} bytes, shorter than the 8-byte header length"
+        ))
+    })?;
     let header_len = u64::from_le_bytes(len_bytes);
     if header_len > MAX_HEADER_BYTES || 8 + header_len > file_len {
         return Err(invalid(format!(

@@ -27,7 +27,12 @@ use crate::vignettes::VignetteSet;
 
 /// Returns the indices of `cells` (as [`super::cells::enumerate_cells`]
 /// lists them) in balanced order.
-pub fn balanced_order(cells: &[Cell], stratify: &[String], vignettes: &VignetteSet, rng: &mut ChaCha8Rng) -> Vec<usize> {
+pub fn balanced_order(
+    cells: &[Cell],
+    stratify: &[String],
+    vignettes: &VignetteSet,
+    rng: &mut ChaCha8Rng,
+) -> Vec<usize> {
     let value_rank = rank_values(stratify, vignettes, rng);
     let mut turn_order: Vec<usize> = (0..vignettes.topics.len()).collect();
     shuffle(rng, &mut turn_order);
@@ -40,7 +45,17 @@ pub fn balanced_order(cells: &[Cell], stratify: &[String], vignettes: &VignetteS
     let mut sequences: Vec<std::vec::IntoIter<usize>> = turn_order
         .iter()
         .enumerate()
-        .map(|(turn, &topic)| topic_sequence(topic, turn, first_cell[topic], stratify, vignettes, &value_rank).into_iter())
+        .map(|(turn, &topic)| {
+            topic_sequence(
+                topic,
+                turn,
+                first_cell[topic],
+                stratify,
+                vignettes,
+                &value_rank,
+            )
+            .into_iter()
+        })
         .collect();
 
     let mut order = Vec::with_capacity(cells.len());
@@ -55,7 +70,11 @@ pub fn balanced_order(cells: &[Cell], stratify: &[String], vignettes: &VignetteS
 }
 
 /// Returns, per stratified field, a seeded rank for every value any topic uses.
-fn rank_values<'a>(stratify: &[String], vignettes: &'a VignetteSet, rng: &mut ChaCha8Rng) -> Vec<BTreeMap<&'a str, usize>> {
+fn rank_values<'a>(
+    stratify: &[String],
+    vignettes: &'a VignetteSet,
+    rng: &mut ChaCha8Rng,
+) -> Vec<BTreeMap<&'a str, usize>> {
     stratify
         .iter()
         .map(|field| {
@@ -68,7 +87,11 @@ fn rank_values<'a>(stratify: &[String], vignettes: &'a VignetteSet, rng: &mut Ch
                 }
             }
             shuffle(rng, &mut values);
-            values.into_iter().enumerate().map(|(rank, value)| (value, rank)).collect()
+            values
+                .into_iter()
+                .enumerate()
+                .map(|(rank, value)| (value, rank))
+                .collect()
         })
         .collect()
 }
@@ -102,9 +125,12 @@ fn topic_sequence(
     (0..count)
         .map(|position| {
             let digits = factorial_digits(position, &sizes);
-            let flat = digits.iter().zip(&levels).fold(0, |flat, (&digit, field_levels)| {
-                flat * field_levels.len() + field_levels[digit]
-            });
+            let flat = digits
+                .iter()
+                .zip(&levels)
+                .fold(0, |flat, (&digit, field_levels)| {
+                    flat * field_levels.len() + field_levels[digit]
+                });
             first_cell + flat
         })
         .collect()

@@ -17,18 +17,28 @@ pub struct UserTemplate<'a> {
 
 impl<'a> UserTemplate<'a> {
     pub fn new(prefix: &'a str, suffix: &'a str) -> Self {
-        Self { prefix, suffix, prefix_chars: prefix.chars().count(), suffix_chars: suffix.chars().count() }
+        Self {
+            prefix,
+            suffix,
+            prefix_chars: prefix.chars().count(),
+            suffix_chars: suffix.chars().count(),
+        }
     }
 
     /// Returns the user message and its layout: the regions
     /// InstructionPrefix, Vignette and InstructionSuffix (an empty prefix or
     /// suffix is left out) and one field span per placeholder occurrence,
     /// in character offsets into the message.
-    pub fn render(&self, template: &Template, values: &BTreeMap<String, String>) -> (String, PromptLayout) {
+    pub fn render(
+        &self,
+        template: &Template,
+        values: &BTreeMap<String, String>,
+    ) -> (String, PromptLayout) {
         let (vignette, field_spans) = template.render(values);
         let vignette_chars = vignette.chars().count();
 
-        let mut text = String::with_capacity(self.prefix.len() + vignette.len() + self.suffix.len());
+        let mut text =
+            String::with_capacity(self.prefix.len() + vignette.len() + self.suffix.len());
         text.push_str(self.prefix);
         text.push_str(&vignette);
         text.push_str(self.suffix);
@@ -39,13 +49,24 @@ impl<'a> UserTemplate<'a> {
         if vignette_start > 0 {
             regions.push((Region::InstructionPrefix, CharSpan::new(0, vignette_start)));
         }
-        regions.push((Region::Vignette, CharSpan::new(vignette_start, vignette_end)));
+        regions.push((
+            Region::Vignette,
+            CharSpan::new(vignette_start, vignette_end),
+        ));
         if self.suffix_chars > 0 {
             let suffix_end = vignette_end + self.suffix_chars;
-            regions.push((Region::InstructionSuffix, CharSpan::new(vignette_end, suffix_end)));
+            regions.push((
+                Region::InstructionSuffix,
+                CharSpan::new(vignette_end, suffix_end),
+            ));
         }
 
-        let fields = PromptLayout { regions: Vec::new(), fields: field_spans }.shifted(vignette_start).fields;
+        let fields = PromptLayout {
+            regions: Vec::new(),
+            fields: field_spans,
+        }
+        .shifted(vignette_start)
+        .fields;
         (text, PromptLayout { regions, fields })
     }
 }

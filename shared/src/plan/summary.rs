@@ -47,7 +47,12 @@ impl PlanSummary {
         let mut topics: Vec<TopicCount> = vignettes
             .topics
             .iter()
-            .map(|t| TopicCount { topic: t.id.clone(), route: t.route.clone(), samples: 0, attention_samples: 0 })
+            .map(|t| TopicCount {
+                topic: t.id.clone(),
+                route: t.route.clone(),
+                samples: 0,
+                attention_samples: 0,
+            })
             .collect();
         let mut fields: BTreeMap<String, FieldCounts> = BTreeMap::new();
 
@@ -56,11 +61,14 @@ impl PlanSummary {
                 count.samples += 1;
                 count.attention_samples += u64::from(sample.collect_attention);
             }
-            let topic = vignettes.topic(&sample.topic).expect("plan topics come from the vignette set");
+            let topic = vignettes
+                .topic(&sample.topic)
+                .expect("plan topics come from the vignette set");
             for (name, value) in &sample.fields {
-                let counts = fields
-                    .entry(name.clone())
-                    .or_insert_with(|| FieldCounts { category: topic.pools[name].category, values: BTreeMap::new() });
+                let counts = fields.entry(name.clone()).or_insert_with(|| FieldCounts {
+                    category: topic.pools[name].category,
+                    values: BTreeMap::new(),
+                });
                 *counts.values.entry(value.clone()).or_default() += 1;
             }
         }

@@ -17,8 +17,11 @@ use super::Plan;
 
 /// Returns the plan's samples as one record batch, field columns sorted by name.
 pub fn plan_record_batch(plan: &Plan) -> Result<RecordBatch, ArrowError> {
-    let field_names: BTreeSet<&str> =
-        plan.samples.iter().flat_map(|s| s.fields.keys().map(String::as_str)).collect();
+    let field_names: BTreeSet<&str> = plan
+        .samples
+        .iter()
+        .flat_map(|s| s.fields.keys().map(String::as_str))
+        .collect();
 
     let mut schema_fields = vec![
         Field::new("sample_id", DataType::Int64, false),
@@ -26,13 +29,33 @@ pub fn plan_record_batch(plan: &Plan) -> Result<RecordBatch, ArrowError> {
         Field::new("topic", DataType::Utf8, false),
     ];
     let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(plan.samples.iter().map(|s| s.sample_id as i64).collect::<Int64Array>()),
-        Arc::new(plan.samples.iter().map(|s| s.shard_id as i32).collect::<Int32Array>()),
-        Arc::new(plan.samples.iter().map(|s| Some(s.topic.as_str())).collect::<StringArray>()),
+        Arc::new(
+            plan.samples
+                .iter()
+                .map(|s| s.sample_id as i64)
+                .collect::<Int64Array>(),
+        ),
+        Arc::new(
+            plan.samples
+                .iter()
+                .map(|s| s.shard_id as i32)
+                .collect::<Int32Array>(),
+        ),
+        Arc::new(
+            plan.samples
+                .iter()
+                .map(|s| Some(s.topic.as_str()))
+                .collect::<StringArray>(),
+        ),
     ];
     for name in &field_names {
         schema_fields.push(Field::new(*name, DataType::Utf8, true));
-        columns.push(Arc::new(plan.samples.iter().map(|s| s.fields.get(*name).map(String::as_str)).collect::<StringArray>()));
+        columns.push(Arc::new(
+            plan.samples
+                .iter()
+                .map(|s| s.fields.get(*name).map(String::as_str))
+                .collect::<StringArray>(),
+        ));
     }
     schema_fields.extend([
         Field::new("prompt", DataType::Utf8, false),
@@ -40,9 +63,24 @@ pub fn plan_record_batch(plan: &Plan) -> Result<RecordBatch, ArrowError> {
         Field::new("collect_attention", DataType::Boolean, false),
     ]);
     columns.extend([
-        Arc::new(plan.samples.iter().map(|s| Some(s.user_message.as_str())).collect::<StringArray>()) as ArrayRef,
-        Arc::new(plan.samples.iter().map(|s| s.seed as i64).collect::<Int64Array>()),
-        Arc::new(plan.samples.iter().map(|s| Some(s.collect_attention)).collect::<BooleanArray>()),
+        Arc::new(
+            plan.samples
+                .iter()
+                .map(|s| Some(s.user_message.as_str()))
+                .collect::<StringArray>(),
+        ) as ArrayRef,
+        Arc::new(
+            plan.samples
+                .iter()
+                .map(|s| s.seed as i64)
+                .collect::<Int64Array>(),
+        ),
+        Arc::new(
+            plan.samples
+                .iter()
+                .map(|s| Some(s.collect_attention))
+                .collect::<BooleanArray>(),
+        ),
     ]);
 
     RecordBatch::try_new(Arc::new(Schema::new(schema_fields)), columns)

@@ -32,8 +32,14 @@ pub struct FieldRef {
 impl FieldRef {
     pub fn parse(text: &str) -> FieldRef {
         match text.split_once('.') {
-            Some((field, attribute)) => FieldRef { field: field.into(), attribute: Some(attribute.into()) },
-            None => FieldRef { field: text.into(), attribute: None },
+            Some((field, attribute)) => FieldRef {
+                field: field.into(),
+                attribute: Some(attribute.into()),
+            },
+            None => FieldRef {
+                field: text.into(),
+                attribute: None,
+            },
         }
     }
 
@@ -59,11 +65,17 @@ impl fmt::Display for FieldRef {
 
 /// Returns whether `candidate` satisfies every agreement given the values
 /// already drawn for the referenced fields.
-pub fn agrees(candidate: &PoolValue, rules: &[Agreement], drawn: &BTreeMap<&str, &PoolValue>) -> bool {
+pub fn agrees(
+    candidate: &PoolValue,
+    rules: &[Agreement],
+    drawn: &BTreeMap<&str, &PoolValue>,
+) -> bool {
     rules.iter().all(|rule| {
         let Some(own) = candidate.attributes.get(&rule.attribute) else {
             return false;
         };
-        rule.references.iter().any(|reference| reference.resolve(drawn) == Some(own.as_str()))
+        rule.references
+            .iter()
+            .any(|reference| reference.resolve(drawn) == Some(own.as_str()))
     })
 }

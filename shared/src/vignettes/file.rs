@@ -61,7 +61,10 @@ pub struct PoolValue {
 
 impl PoolValue {
     pub fn plain(value: impl Into<String>) -> Self {
-        Self { value: value.into(), attributes: BTreeMap::new() }
+        Self {
+            value: value.into(),
+            attributes: BTreeMap::new(),
+        }
     }
 }
 
@@ -125,6 +128,9 @@ impl<'de> Visitor<'de> for PoolValueVisitor {
         }
 
         let spec = WithAttributes::deserialize(de::value::MapAccessDeserializer::new(map))?;
-        Ok(PoolValue { value: spec.value, attributes: spec.attributes })
+        Ok(PoolValue {
+            value: spec.value,
+            attributes: spec.attributes,
+        })
     }
 }

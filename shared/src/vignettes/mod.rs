@@ -22,8 +22,16 @@ pub use file::{Category, FieldSpec, PoolValue, Restriction, TopicSpec, VignetteF
 pub use template::{Segment, Template, TemplateError, is_field_name};
 
 /// Column names of the plan table that a field may not take.
-pub const RESERVED_FIELD_NAMES: [&str; 8] =
-    ["sample_id", "shard_id", "topic", "route", "cell", "prompt", "seed", "collect_attention"];
+pub const RESERVED_FIELD_NAMES: [&str; 8] = [
+    "sample_id",
+    "shard_id",
+    "topic",
+    "route",
+    "cell",
+    "prompt",
+    "seed",
+    "collect_attention",
+];
 
 /// A validated vignette file.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,7 +68,10 @@ impl VignetteSet {
     /// Reads and validates the vignette file at `path`: TOML when the name
     /// ends in `.toml`, JSON otherwise.
     pub fn load(path: &Path) -> Result<VignetteSet, VignetteError> {
-        let bytes = std::fs::read(path).map_err(|source| VignetteError::Read { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| VignetteError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let is_toml = path.extension().is_some_and(|ext| ext == "toml");
         VignetteSet::parse(&bytes, is_toml, path)
     }
@@ -68,16 +79,28 @@ impl VignetteSet {
     /// Parses and validates `bytes` as if read from `path`, which names the
     /// file in messages.
     pub fn parse(bytes: &[u8], is_toml: bool, path: &Path) -> Result<VignetteSet, VignetteError> {
-        let parse_error = |message: String| VignetteError::Parse { path: path.to_path_buf(), message };
+        let parse_error = |message: String| VignetteError::Parse {
+            path: path.to_path_buf(),
+            message,
+        };
         let file: VignetteFile = if is_toml {
-            let text = std::str::from_utf8(bytes).map_err(|err| parse_error(format!("not UTF-8: {err}")))?;
-            toml::from_str(text).map_err(|err| parse_error(err.to_string().trim_end().to_string()))?
+            let text = std::str::from_utf8(bytes)
+                .map_err(|err| parse_error(format!("not UTF-8: {err}")))?;
+            toml::from_str(text)
+                .map_err(|err| parse_error(err.to_string().trim_end().to_string()))?
         } else {
             serde_json::from_slice(bytes).map_err(|err| parse_error(err.to_string()))?
         };
 
-        let topics = validate::validate(&file).map_err(|message| VignetteError::Invalid { path: path.to_path_buf(), message })?;
-        Ok(VignetteSet { source: path.to_path_buf(), sha256: hex::encode(Sha256::digest(bytes)), topics })
+        let topics = validate::validate(&file).map_err(|message| VignetteError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Ok(VignetteSet {
+            source: path.to_path_buf(),
+            sha256: hex::encode(Sha256::digest(bytes)),
+            topics,
+        })
     }
 
     pub fn topic(&self, id: &str) -> Option<&Topic> {

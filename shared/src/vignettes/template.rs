@@ -22,7 +22,9 @@ pub enum Segment {
 pub enum TemplateError {
     #[error("'{{' at character {offset} is not closed; write {{{{ for a literal brace")]
     Unclosed { offset: usize },
-    #[error("placeholder {{{name}}} at character {offset} is not a field name (ASCII letters, digits and '_')")]
+    #[error(
+        "placeholder {{{name}}} at character {offset} is not a field name (ASCII letters, digits and '_')"
+    )]
     InvalidName { name: String, offset: usize },
     #[error("'}}' at character {offset} has no matching '{{'; write }}}} for a literal brace")]
     StrayClose { offset: usize },
@@ -113,10 +115,15 @@ impl Template {
                     chars += literal.chars().count();
                 }
                 Segment::Field(name) => {
-                    let value = values.get(name).unwrap_or_else(|| panic!("no value drawn for field {name:?}"));
+                    let value = values
+                        .get(name)
+                        .unwrap_or_else(|| panic!("no value drawn for field {name:?}"));
                     let len = value.chars().count();
                     text.push_str(value);
-                    spans.push(FieldSpan { field: name.clone(), span: CharSpan::new(chars, chars + len) });
+                    spans.push(FieldSpan {
+                        field: name.clone(),
+                        span: CharSpan::new(chars, chars + len),
+                    });
                     chars += len;
                 }
             }

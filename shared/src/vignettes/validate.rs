@@ -13,7 +13,9 @@ use crate::config::is_identifier;
 /// to fix it.
 pub(crate) fn validate(file: &VignetteFile) -> Result<Vec<Topic>, String> {
     if file.topics.is_empty() {
-        return Err("\"topics\" is empty; add at least one topic with an id, a route and a template".into());
+        return Err(
+            "\"topics\" is empty; add at least one topic with an id, a route and a template".into(),
+        );
     }
 
     let mut shared = BTreeMap::new();
@@ -25,7 +27,10 @@ pub(crate) fn validate(file: &VignetteFile) -> Result<Vec<Topic>, String> {
     let mut topics = Vec::with_capacity(file.topics.len());
     for spec in &file.topics {
         if !ids.insert(spec.id.as_str()) {
-            return Err(format!("topic id {:?} appears twice; topic ids must be unique", spec.id));
+            return Err(format!(
+                "topic id {:?} appears twice; topic ids must be unique",
+                spec.id
+            ));
         }
         topics.push(build_topic(spec, &shared)?);
     }
@@ -35,12 +40,17 @@ pub(crate) fn validate(file: &VignetteFile) -> Result<Vec<Topic>, String> {
 fn build_topic(spec: &TopicSpec, shared: &BTreeMap<String, Pool>) -> Result<Topic, String> {
     let id = &spec.id;
     if !is_identifier(id) {
-        return Err(format!("topic id {id:?} is invalid; use only ASCII letters, digits, '_' and '-'"));
+        return Err(format!(
+            "topic id {id:?} is invalid; use only ASCII letters, digits, '_' and '-'"
+        ));
     }
     if spec.route.trim().is_empty() {
-        return Err(format!("topic {id:?}: \"route\" is empty; give the route's name, such as \"Skilled Worker visa\""));
+        return Err(format!(
+            "topic {id:?}: \"route\" is empty; give the route's name, such as \"Skilled Worker visa\""
+        ));
     }
-    let template = Template::parse(&spec.template).map_err(|err| format!("topic {id:?}: invalid template: {err}"))?;
+    let template = Template::parse(&spec.template)
+        .map_err(|err| format!("topic {id:?}: invalid template: {err}"))?;
 
     let mut pools = shared.clone();
     for (name, field) in &spec.fields {
@@ -73,7 +83,12 @@ fn build_topic(spec: &TopicSpec, shared: &BTreeMap<String, Pool>) -> Result<Topi
         check_agreement(id, name, pool, &pools)?;
     }
 
-    Ok(Topic { id: id.clone(), route: spec.route.clone(), template, pools })
+    Ok(Topic {
+        id: id.clone(),
+        route: spec.route.clone(),
+        template,
+        pools,
+    })
 }
 
 fn build_pool(name: &str, spec: &FieldSpec, topic: Option<&str>) -> Result<Pool, String> {
@@ -82,7 +97,9 @@ fn build_pool(name: &str, spec: &FieldSpec, topic: Option<&str>) -> Result<Pool,
         None => format!("field {name:?}"),
     };
     if !is_field_name(name) {
-        return Err(format!("{place}: the name is invalid; use only ASCII letters, digits and '_' so it can be a placeholder"));
+        return Err(format!(
+            "{place}: the name is invalid; use only ASCII letters, digits and '_' so it can be a placeholder"
+        ));
     }
     if RESERVED_FIELD_NAMES.contains(&name) {
         return Err(format!(
@@ -91,24 +108,37 @@ fn build_pool(name: &str, spec: &FieldSpec, topic: Option<&str>) -> Result<Pool,
         ));
     }
     if spec.values.is_empty() {
-        return Err(format!("{place}: the pool is empty; list at least one value"));
+        return Err(format!(
+            "{place}: the pool is empty; list at least one value"
+        ));
     }
     let mut seen = BTreeSet::new();
     for value in &spec.values {
         if !seen.insert(value.value.as_str()) {
-            return Err(format!("{place}: the value {:?} appears twice; remove the repeat", value.value));
+            return Err(format!(
+                "{place}: the value {:?} appears twice; remove the repeat",
+                value.value
+            ));
         }
     }
 
     let mut agree = Vec::new();
     for (attribute, references) in &spec.agree {
         if references.is_empty() {
-            return Err(format!("{place}: agree.{attribute} is empty; list the fields its value must match, such as [\"country\"]"));
+            return Err(format!(
+                "{place}: agree.{attribute} is empty; list the fields its value must match, such as [\"country\"]"
+            ));
         }
-        agree.push(Agreement { attribute: attribute.clone(), references: references.iter().map(|r| FieldRef::parse(r)).collect() });
+        agree.push(Agreement {
+            attribute: attribute.clone(),
+            references: references.iter().map(|r| FieldRef::parse(r)).collect(),
+        });
     }
     for value in &spec.values {
-        if let Some(rule) = agree.iter().find(|rule| !value.attributes.contains_key(&rule.attribute)) {
+        if let Some(rule) = agree
+            .iter()
+            .find(|rule| !value.attributes.contains_key(&rule.attribute))
+        {
             return Err(format!(
                 "{place}: the value {:?} has no attribute {:?}, which the agree rule needs; add it",
                 value.value, rule.attribute
@@ -116,26 +146,46 @@ fn build_pool(name: &str, spec: &FieldSpec, topic: Option<&str>) -> Result<Pool,
         }
     }
 
-    Ok(Pool { category: spec.category, values: spec.values.clone(), agree })
+    Ok(Pool {
+        category: spec.category,
+        values: spec.values.clone(),
+        agree,
+    })
 }
 
-fn restrict_pool(topic: &str, name: &str, pool: &mut Pool, restriction: &Restriction) -> Result<(), String> {
+fn restrict_pool(
+    topic: &str,
+    name: &str,
+    pool: &mut Pool,
+    restriction: &Restriction,
+) -> Result<(), String> {
     let place = format!("topic {topic:?}: restrict.{name}");
     if restriction.values.is_none() && restriction.attributes.is_empty() {
-        return Err(format!("{place} is empty; give \"values\" or \"attributes\", or remove it"));
+        return Err(format!(
+            "{place} is empty; give \"values\" or \"attributes\", or remove it"
+        ));
     }
     if let Some(values) = &restriction.values
-        && let Some(unknown) = values.iter().find(|v| !pool.values.iter().any(|p| &p.value == *v))
+        && let Some(unknown) = values
+            .iter()
+            .find(|v| !pool.values.iter().any(|p| &p.value == *v))
     {
-        return Err(format!("{place} lists {unknown:?}, which is not a value of field {name:?}; fix the value or add it to the pool"));
+        return Err(format!(
+            "{place} lists {unknown:?}, which is not a value of field {name:?}; fix the value or add it to the pool"
+        ));
     }
 
     let allowed = |value: &PoolValue| {
-        let listed = restriction.values.as_ref().is_none_or(|values| values.contains(&value.value));
-        let attributes_match = restriction
-            .attributes
-            .iter()
-            .all(|(attribute, accepted)| value.attributes.get(attribute).is_some_and(|v| accepted.contains(v)));
+        let listed = restriction
+            .values
+            .as_ref()
+            .is_none_or(|values| values.contains(&value.value));
+        let attributes_match = restriction.attributes.iter().all(|(attribute, accepted)| {
+            value
+                .attributes
+                .get(attribute)
+                .is_some_and(|v| accepted.contains(v))
+        });
         listed && attributes_match
     };
     pool.values.retain(allowed);
@@ -150,7 +200,12 @@ fn restrict_pool(topic: &str, name: &str, pool: &mut Pool, restriction: &Restric
 
 /// Checks that every combination of the referenced fields' values has at
 /// least one agreeing value, so the plan can always draw one.
-fn check_agreement(topic: &str, name: &str, pool: &Pool, pools: &BTreeMap<String, Pool>) -> Result<(), String> {
+fn check_agreement(
+    topic: &str,
+    name: &str,
+    pool: &Pool,
+    pools: &BTreeMap<String, Pool>,
+) -> Result<(), String> {
     if pool.agree.is_empty() {
         return Ok(());
     }
@@ -189,10 +244,17 @@ fn check_combinations<'a>(
     combination: &mut BTreeMap<&'a str, &'a PoolValue>,
 ) -> Result<(), String> {
     let Some((field, rest)) = remaining.split_first() else {
-        if pool.values.iter().any(|value| agrees(value, &pool.agree, combination)) {
+        if pool
+            .values
+            .iter()
+            .any(|value| agrees(value, &pool.agree, combination))
+        {
             return Ok(());
         }
-        let described: Vec<String> = combination.iter().map(|(f, v)| format!("{f} = {:?}", v.value)).collect();
+        let described: Vec<String> = combination
+            .iter()
+            .map(|(f, v)| format!("{f} = {:?}", v.value))
+            .collect();
         let needed: Vec<String> = pool
             .agree
             .iter()

@@ -68,7 +68,12 @@ pub fn config_with(design: &str) -> StudyConfig {
 
 /// Parses JSON vignettes as if read from `/studies/test/vignettes.json`.
 pub fn parse_vignettes(json: &str) -> Result<VignetteSet, String> {
-    VignetteSet::parse(json.as_bytes(), false, Path::new("/studies/test/vignettes.json")).map_err(|err| err.to_string())
+    VignetteSet::parse(
+        json.as_bytes(),
+        false,
+        Path::new("/studies/test/vignettes.json"),
+    )
+    .map_err(|err| err.to_string())
 }
 
 /// Returns a full factorial without restrictions: `topics` topics over gender (2),
