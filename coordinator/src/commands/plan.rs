@@ -164,6 +164,11 @@ fn shorten(value: &str) -> String {
     format!("{kept}…")
 }
 
+/// Returns the width of a text column: its longest entry, in characters.
+fn column_width<T>(rows: &[T], width: impl Fn(&T) -> usize) -> usize {
+    rows.iter().map(width).max().unwrap_or(0)
+}
+
 fn print_summary(
     out: &mut impl Write,
     config: &StudyConfig,
@@ -196,18 +201,8 @@ fn print_summary(
     )?;
 
     writeln!(out, "\nSamples per topic:")?;
-    let id_width = summary
-        .topics
-        .iter()
-        .map(|t| t.topic.len())
-        .max()
-        .unwrap_or(0);
-    let route_width = summary
-        .topics
-        .iter()
-        .map(|t| t.route.chars().count())
-        .max()
-        .unwrap_or(0);
+    let id_width = column_width(&summary.topics, |t| t.topic.chars().count());
+    let route_width = column_width(&summary.topics, |t| t.route.chars().count());
     for topic in &summary.topics {
         writeln!(
             out,
@@ -237,12 +232,7 @@ fn print_summary(
     }
 
     writeln!(out, "\nFingerprint: {}", fingerprint.digest)?;
-    let name_width = fingerprint
-        .parts
-        .iter()
-        .map(|p| p.name.len())
-        .max()
-        .unwrap_or(0);
+    let name_width = column_width(&fingerprint.parts, |p| p.name.chars().count());
     for part in &fingerprint.parts {
         writeln!(
             out,

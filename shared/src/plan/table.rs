@@ -13,7 +13,7 @@ use arrow::array::{ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, 
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::error::ArrowError;
 
-use super::Plan;
+use super::{Plan, Sample};
 
 /// Returns the plan's samples as one record batch, field columns sorted by name.
 pub fn plan_record_batch(plan: &Plan) -> Result<RecordBatch, ArrowError> {
@@ -23,65 +23,59 @@ pub fn plan_record_batch(plan: &Plan) -> Result<RecordBatch, ArrowError> {
         .flat_map(|s| s.fields.keys().map(String::as_str))
         .collect();
 
-    let mut schema_fields = vec![
-        Field::new("sample_id", DataType::Int64, false),
-        Field::new("shard_id", DataType::Int32, false),
-        Field::new("topic", DataType::Utf8, false),
-    ];
-    let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(
-            plan.samples
-                .iter()
-                .map(|s| s.sample_id as i64)
-                .collect::<Int64Array>(),
+    let samples = &plan.samples;
+    let int64 = |value: fn(&Sample) -> i64| -> ArrayRef {
+        Arc::new(samples.iter().map(value).collect::<Int64Array>())
+    };
+    let text = |value: &dyn Fn(&Sample) -> Option<&str>| -> ArrayRef {
+        Arc::new(samples.iter().map(value).collect::<StringArray>())
+    };
+
+    let mut columns: Vec<(Field, ArrayRef)> = vec![
+        (
+            Field::new("sample_id", DataType::Int64, false),
+            int64(|s| s.sample_id as i64),
         ),
-        Arc::new(
-            plan.samples
-                .iter()
-                .map(|s| s.shard_id as i32)
-                .collect::<Int32Array>(),
+        (
+            Field::new("shard_id", DataType::Int32, false),
+            Arc::new(
+                samples
+                    .iter()
+                    .map(|s| s.shard_id as i32)
+                    .collect::<Int32Array>(),
+            ),
         ),
-        Arc::new(
-            plan.samples
-                .iter()
-                .map(|s| Some(s.topic.as_str()))
-                .collect::<StringArray>(),
+        (
+            Field::new("topic", DataType::Utf8, false),
+            text(&|s| Some(s.topic.as_str())),
         ),
     ];
     for name in &field_names {
-        schema_fields.push(Field::new(*name, DataType::Utf8, true));
-        columns.push(Arc::new(
-            plan.samples
-                .iter()
-                .map(|s| s.fields.get(*name).map(String::as_str))
-                .collect::<StringArray>(),
+        columns.push((
+            Field::new(*name, DataType::Utf8, true),
+            text(&|s| s.fields.get(*name).map(String::as_str)),
         ));
     }
-    schema_fields.extend([
-        Field::new("prompt", DataType::Utf8, false),
-        Field::new("seed", DataType::Int64, false),
-        Field::new("collect_attention", DataType::Boolean, false),
-    ]);
     columns.extend([
-        Arc::new(
-            plan.samples
-                .iter()
-                .map(|s| Some(s.user_message.as_str()))
-                .collect::<StringArray>(),
-        ) as ArrayRef,
-        Arc::new(
-            plan.samples
-                .iter()
-                .map(|s| s.seed as i64)
-                .collect::<Int64Array>(),
+        (
+            Field::new("prompt", DataType::Utf8, false),
+            text(&|s| Some(s.user_message.as_str())),
         ),
-        Arc::new(
-            plan.samples
-                .iter()
-                .map(|s| Some(s.collect_attention))
-                .collect::<BooleanArray>(),
+        (
+            Field::new("seed", DataType::Int64, false),
+            int64(|s| s.seed as i64),
+        ),
+        (
+            Field::new("collect_attention", DataType::Boolean, false),
+            Arc::new(
+                samples
+                    .iter()
+                    .map(|s| Some(s.collect_attention))
+                    .collect::<BooleanArray>(),
+            ),
         ),
     ]);
 
-    RecordBatch::try_new(Arc::new(Schema::new(schema_fields)), columns)
+    let (fields, arrays): (Vec<Field>, Vec<ArrayRef>) = columns.into_iter().unzip();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
 }
