@@ -20,7 +20,7 @@ pub struct OverrideArgs {
 
     /// Use only the first N samples of the plan. The plan and its
     /// fingerprint stay the same, so a later run can do the rest.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
 
     /// Devices for every model, replacing models[].device: cpu, cuda:N, or a

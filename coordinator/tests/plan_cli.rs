@@ -200,3 +200,13 @@ fn unknown_config_key_fails_naming_key_and_file() {
     assert!(stderr.contains("temprature"), "{stderr}");
     assert!(stderr.contains(path.to_str().unwrap()), "{stderr}");
 }
+
+#[test]
+fn zero_limit_is_rejected() {
+    let config = demo_config();
+
+    let output = gaze(&["plan", config.to_str().unwrap(), "--limit", "0"], &[]);
+
+    assert!(!output.status.success());
+    assert!(text(&output.stderr).contains("--limit"), "{}", text(&output.stderr));
+}

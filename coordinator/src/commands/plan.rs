@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::Context;
 use gaze_shared::config::StudyConfig;
@@ -64,7 +65,25 @@ pub fn run(args: PlanArgs) -> anyhow::Result<()> {
     let config = load_config(&args.config, &overrides)?;
     let vignettes = VignetteSet::load(&config.study.vignettes)?;
 
+    let started = Instant::now();
     let mut plan = Plan::build(&config, &vignettes)?;
+    info!(
+        study = %config.study.name,
+        samples = plan.samples.len(),
+        cells = plan.cells.len(),
+        shards = plan.shards.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "built plan"
+    );
+    let empty_cells = plan.cells.iter().filter(|c| c.samples == 0).count();
+    if empty_cells > 0 {
+        warn!(
+            study = %config.study.name,
+            empty_cells,
+            cells = plan.cells.len(),
+            "some cells get no sample; raise design.total_samples to at least the number of cells to cover them all"
+        );
+    }
     if let Some(limit) = overrides.limit {
         plan.limit(limit);
     }
@@ -160,8 +179,8 @@ fn shorten(value: &str) -> String {
     if value.chars().count() <= MAX_VALUE_CHARS {
         return value.to_string();
     }
-    let kept: String = value.chars().take(MAX_VALUE_CHARS - 1).collect();
-    format!("{kept}…")
+    let truncated: String = value.chars().take(MAX_VALUE_CHARS - 1).collect();
+    format!("{truncated}…")
 }
 
 /// Returns the width of a text column: its longest entry, in characters.
