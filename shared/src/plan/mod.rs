@@ -31,11 +31,12 @@ mod table;
 use std::collections::BTreeMap;
 use std::ops::Range;
 
+use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::config::StudyConfig;
 use crate::layout::PromptLayout;
-use crate::vignettes::VignetteSet;
+use crate::vignettes::{Topic, VignetteSet};
 
 pub use cells::{Cell, TopicFields};
 pub use error::PlanError;
@@ -139,72 +140,32 @@ impl Plan {
             .iter()
             .map(|t| cells::topic_fields(t, stratify))
             .collect();
-        let mut cell_rngs: Vec<_> = order
-            .iter()
-            .map(|&c| draw::cell_rng(design.seed, &cells[c]))
-            .collect();
-        let candidates: Vec<_> = order
-            .iter()
-            .map(|&c| {
-                let cell = &cells[c];
-                draw::cell_candidates(
-                    cell,
-                    &vignettes.topics[cell.topic],
-                    stratify,
-                    &topic_fields[cell.topic],
-                )
-            })
-            .collect();
-        let (prefix, suffix) = config.prompt.user_parts();
-        let user_template = render::UserTemplate::new(prefix, suffix);
-
-        let rounds = counts.first().copied().unwrap_or(0);
-        let mut samples = Vec::with_capacity(total as usize);
-        for round in 0..rounds {
-            for (place, &cell_index) in order.iter().enumerate() {
-                if counts[place] <= round {
-                    break;
-                }
-                let cell = &cells[cell_index];
-                let topic = &vignettes.topics[cell.topic];
-                let draw = draw::draw_sample(
-                    &mut cell_rngs[place],
-                    round,
-                    cell,
-                    topic,
-                    stratify,
-                    &topic_fields[cell.topic],
-                    &candidates[place],
-                );
-                let (user_message, layout) = user_template.render(&topic.template, &draw.fields);
-                let sample_id = samples.len() as u64;
-                samples.push(Sample {
-                    sample_id,
-                    shard_id: (sample_id / samples_per_shard) as u32,
-                    topic: topic.id.clone(),
-                    route: topic.route.clone(),
-                    fields: draw.fields,
-                    user_message,
-                    layout,
-                    seed: draw.seed,
-                    collect_attention: attention::collects_attention(
-                        round,
-                        counts[place],
-                        attention_counts[place],
-                        place,
-                    ),
-                    cell: cell.key.clone(),
-                });
-            }
-        }
-
-        let cell_counts = order
+        let mut placed: Vec<PlacedCell> = order
             .iter()
             .zip(counts.iter().zip(&attention_counts))
-            .map(|(&c, (&samples, &attention_samples))| CellCount {
-                key: cells[c].key.clone(),
-                samples,
-                attention_samples,
+            .map(|(&index, (&samples, &attention_samples))| {
+                let cell = &cells[index];
+                let topic = &vignettes.topics[cell.topic];
+                let fields = &topic_fields[cell.topic];
+                PlacedCell {
+                    cell,
+                    topic,
+                    fields,
+                    rng: draw::cell_rng(design.seed, cell),
+                    candidates: draw::cell_candidates(cell, topic, stratify, fields),
+                    samples,
+                    attention_samples,
+                }
+            })
+            .collect();
+
+        let samples = deal_samples(&mut placed, total, samples_per_shard, config);
+        let cell_counts = placed
+            .iter()
+            .map(|p| CellCount {
+                key: p.cell.key.clone(),
+                samples: p.samples,
+                attention_samples: p.attention_samples,
             })
             .collect();
         Ok(Plan {
@@ -231,6 +192,71 @@ impl Plan {
     pub fn shard_samples(&self, shard: &Shard) -> &[Sample] {
         &self.samples[shard.samples.start as usize..shard.samples.end as usize]
     }
+}
+
+/// A cell at its place in balanced order, with its generator and counts.
+struct PlacedCell<'a> {
+    cell: &'a Cell,
+    topic: &'a Topic,
+    fields: &'a TopicFields,
+    rng: ChaCha8Rng,
+    candidates: Vec<Option<Vec<usize>>>,
+    samples: u64,
+    attention_samples: u64,
+}
+
+/// Draws and renders every sample, round-robin over `placed`: round `j`
+/// draws sample `j` of each cell that has more than `j` samples. Sample
+/// counts never increase along `placed`, so a round ends at the first cell
+/// without a sample left.
+fn deal_samples(
+    placed: &mut [PlacedCell],
+    total: u64,
+    samples_per_shard: u64,
+    config: &StudyConfig,
+) -> Vec<Sample> {
+    let stratify = &config.design.stratify;
+    let (prefix, suffix) = config.prompt.user_parts();
+    let user_template = render::UserTemplate::new(prefix, suffix);
+    let rounds = placed.first().map_or(0, |p| p.samples);
+
+    let mut samples = Vec::with_capacity(total as usize);
+    for round in 0..rounds {
+        for (place, cell) in placed.iter_mut().enumerate() {
+            if cell.samples <= round {
+                break;
+            }
+            let draw = draw::draw_sample(
+                &mut cell.rng,
+                round,
+                cell.cell,
+                cell.topic,
+                stratify,
+                cell.fields,
+                &cell.candidates,
+            );
+            let (user_message, layout) = user_template.render(&cell.topic.template, &draw.fields);
+            let sample_id = samples.len() as u64;
+            samples.push(Sample {
+                sample_id,
+                shard_id: (sample_id / samples_per_shard) as u32,
+                topic: cell.topic.id.clone(),
+                route: cell.topic.route.clone(),
+                fields: draw.fields,
+                user_message,
+                layout,
+                seed: draw.seed,
+                collect_attention: attention::collects_attention(
+                    round,
+                    cell.samples,
+                    cell.attention_samples,
+                    place,
+                ),
+                cell: cell.cell.key.clone(),
+            });
+        }
+    }
+    samples
 }
 
 /// Returns the number of samples: `design.total_samples`, or cells x
