@@ -71,6 +71,8 @@ fn plan_json_reports_counts_and_missing_model() {
     assert_eq!(report["summary"]["samples"], 300);
     assert_eq!(report["summary"]["shards"], 3);
     assert_eq!(report["summary"]["cells"], 1288);
+    assert_eq!(report["summary"]["cells_with_samples"], 300);
+    assert_eq!(report["summary"]["max_cell_samples"], 1);
     assert_eq!(report["models"][0]["identity"]["status"], "missing");
     assert_eq!(report["fingerprint"]["digest"].as_str().unwrap().len(), 64);
 }

@@ -42,7 +42,8 @@ pub struct FieldCounts {
 
 impl PlanSummary {
     /// Counts the samples of `plan`, which was built from `vignettes`.
-    /// After [`Plan::limit`] the cell counts still describe the whole plan.
+    /// After [`Plan::limit`] every count describes the samples kept, and
+    /// `cells` still counts every cell of the design.
     pub fn of(plan: &Plan, vignettes: &VignetteSet) -> PlanSummary {
         let mut topics: Vec<TopicCount> = vignettes
             .topics
@@ -73,13 +74,18 @@ impl PlanSummary {
             }
         }
 
-        let cell_samples = plan.cells.iter().map(|c| c.samples);
+        let mut per_cell: BTreeMap<&str, u64> =
+            plan.cells.iter().map(|c| (c.key.as_str(), 0)).collect();
+        for sample in &plan.samples {
+            *per_cell.entry(&sample.cell).or_default() += 1;
+        }
+        let cell_samples = per_cell.values().copied();
         PlanSummary {
             samples: plan.samples.len() as u64,
             attention_samples: plan.samples.iter().filter(|s| s.collect_attention).count() as u64,
             shards: plan.shards.len(),
             cells: plan.cells.len(),
-            cells_with_samples: plan.cells.iter().filter(|c| c.samples > 0).count(),
+            cells_with_samples: per_cell.values().filter(|&&n| n > 0).count(),
             min_cell_samples: cell_samples.clone().min().unwrap_or(0),
             max_cell_samples: cell_samples.max().unwrap_or(0),
             topics,
