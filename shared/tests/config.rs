@@ -1,14 +1,14 @@
 //! The study config: strict parsing, range checks, path resolution and
 //! attention selections.
 
-mod common;
+mod plan_support;
 
 use std::path::{Path, PathBuf};
 
-use common::{CONFIG_PATH, MINIMAL_CONFIG, parse_config};
 use gaze_shared::config::{
     Device, DeviceList, Dtype, IndexSelection, QueueLocation, StoreLocation,
 };
+use plan_support::{CONFIG_PATH, MINIMAL_CONFIG, parse_config};
 
 /// Returns the error of `MINIMAL_CONFIG` with `from` replaced by `to`.
 fn error_with(from: &str, to: &str) -> String {

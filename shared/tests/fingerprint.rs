@@ -1,14 +1,14 @@
 //! Model identity and the study fingerprint: what changes them, what does
 //! not, and the errors for broken model folders.
 
-mod common;
+mod plan_support;
 
 use std::path::Path;
 
-use common::{MINIMAL_CONFIG, demo_config, demo_vignettes, parse_config, parse_vignettes};
 use gaze_shared::config::StudyConfig;
 use gaze_shared::plan::{Fingerprint, ModelStatus, model_identity, model_status};
 use gaze_shared::vignettes::VignetteSet;
+use plan_support::{MINIMAL_CONFIG, demo_config, demo_vignettes, parse_config, parse_vignettes};
 
 const HEADER: &[u8] = br#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
 /// SHA-256 of HEADER, from Python's hashlib.

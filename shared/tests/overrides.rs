@@ -1,11 +1,11 @@
 //! Overrides of the study config from flags or `GAZE_*` variables.
 
-mod common;
+mod plan_support;
 
 use std::path::PathBuf;
 
-use common::{MINIMAL_CONFIG, parse_config};
 use gaze_shared::config::{Device, DeviceList, Overrides, QueueLocation, StudyConfig};
+use plan_support::{MINIMAL_CONFIG, parse_config};
 
 fn two_models() -> StudyConfig {
     let text = MINIMAL_CONFIG.replace(

@@ -1,13 +1,13 @@
 //! The sample plan: determinism, cell and marginal balance, prefixes,
 //! shards, spans, name agreement and the design errors.
 
-mod common;
+mod plan_support;
 
 use std::collections::BTreeMap;
 
-use common::{config_with, demo_config, demo_plan, demo_vignettes, factorial_vignettes};
 use gaze_shared::layout::Region;
 use gaze_shared::plan::{Plan, Sample, factorial_digits};
+use plan_support::{config_with, demo_config, demo_plan, demo_vignettes, factorial_vignettes};
 
 /// Returns samples per cell key over every cell of the plan, zeros included.
 fn cell_counts<'a>(plan: &'a Plan, samples: &[Sample]) -> BTreeMap<&'a str, usize> {
@@ -375,7 +375,7 @@ fn demo_vignettes_field_count(sample: &Sample) -> usize {
     thread_local! {
         static TEMPLATES: BTreeMap<String, usize> = {
             let json: serde_json::Value = serde_json::from_str(
-                &std::fs::read_to_string(common::demo_config().study.vignettes).unwrap(),
+                &std::fs::read_to_string(plan_support::demo_config().study.vignettes).unwrap(),
             )
             .unwrap();
             json["topics"]

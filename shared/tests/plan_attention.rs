@@ -1,12 +1,12 @@
 //! Attention samples: the rate applies within every cell and over the plan,
 //! and prefixes contain about the same share.
 
-mod common;
+mod plan_support;
 
 use std::collections::BTreeMap;
 
-use common::{demo_config, demo_plan, demo_vignettes};
 use gaze_shared::plan::Plan;
+use plan_support::{demo_config, demo_plan, demo_vignettes};
 
 fn attention_per_cell(plan: &Plan) -> BTreeMap<&str, (u64, u64)> {
     let mut counts: BTreeMap<&str, (u64, u64)> = BTreeMap::new();

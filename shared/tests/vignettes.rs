@@ -1,13 +1,13 @@
 //! The vignette file: parsing, every validation error, and template rendering.
 
-mod common;
+mod plan_support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::parse_vignettes;
 use gaze_shared::layout::{CharSpan, FieldSpan};
 use gaze_shared::vignettes::{Template, VignetteSet};
+use plan_support::parse_vignettes;
 
 const FILE: &str = "/studies/test/vignettes.json";
 
@@ -299,7 +299,7 @@ fn template_braces_escape() {
 
 #[test]
 fn demo_templates_have_80_to_200_words() {
-    let set = common::demo_vignettes();
+    let set = plan_support::demo_vignettes();
     for topic in &set.topics {
         for pick_longest in [false, true] {
             let values: BTreeMap<String, String> = topic
@@ -329,7 +329,7 @@ fn demo_templates_have_80_to_200_words() {
 
 #[test]
 fn demo_has_eight_routes_and_non_ascii_names() {
-    let set = common::demo_vignettes();
+    let set = plan_support::demo_vignettes();
     let names: Vec<&str> = set.topics[0].pools["name"]
         .values
         .iter()

@@ -1,4 +1,4 @@
-//! Inputs shared by the integration tests: the demo study and small
+//! Inputs shared by the study tests: the demo study and small
 //! hand-written configs and vignette files.
 #![allow(dead_code)]
 
