@@ -47,4 +47,4 @@ pub use manifest::{
     Manifest, ManifestChange, ManifestMismatch, ManifestStatus, check_manifest, read_manifest, write_or_check_manifest,
 };
 pub use open::{Store, StoreOptions};
-pub use write::{TableWritten, UPLOAD_PART_BYTES, write_table};
+pub use write::{TableWritten, UPLOAD_PART_BYTES, write_shard, write_table};

@@ -13,6 +13,7 @@ use parquet::arrow::async_writer::AsyncFileWriter;
 use parquet::errors::ParquetError;
 use tokio::io::AsyncWriteExt;
 
+use super::commit::{CommitMarker, write_commit_marker};
 use super::error::{Operation, StoreError};
 use super::keys::ShardKey;
 use super::open::Store;
@@ -66,6 +67,27 @@ pub async fn write_table(
             Err(parquet_error(source))
         }
     }
+}
+
+/// Writes every table of a shard and then its commit marker, with
+/// `marker.rows` replaced by the rows written per table. Returns the marker
+/// as written.
+///
+/// If a table fails, the marker is not written and the shard stays
+/// uncommitted, so a retry runs it again and overwrites the same keys.
+pub async fn write_shard(
+    store: &Store,
+    tables: &[(Table, &[RecordBatch])],
+    mut marker: CommitMarker,
+) -> Result<CommitMarker, StoreError> {
+    let shard = marker.key();
+    marker.rows.clear();
+    for (table, batches) in tables {
+        let written = write_table(store, &shard, *table, batches).await?;
+        marker.rows.insert(*table, written.rows);
+    }
+    write_commit_marker(store, &marker).await?;
+    Ok(marker)
 }
 
 /// Reports a failure of the object store itself as [`StoreError::Object`],
