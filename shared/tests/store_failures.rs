@@ -8,11 +8,11 @@ use std::sync::atomic::Ordering;
 
 use arrow::record_batch::RecordBatch;
 use common::failing::FailingStore;
-use common::{marker, model, shard_fixture, study};
+use common::{marker, model, rows_larger_than_one_part, shard_fixture, study};
 use gaze_shared::store::{
     Store, StoreError, StoreOptions, StudyKeys, UPLOAD_PART_BYTES, committed_shards, write_shard, write_table,
 };
-use gaze_shared::tables::{AttentionRowRecord, Table, attention_rows_batch, read_table};
+use gaze_shared::tables::{Table, read_table};
 use object_store::path::Path;
 
 #[test]
@@ -70,30 +70,6 @@ async fn failed_marker_write_leaves_shard_uncommitted() {
 
     assert!(write_shard(&store, &tables, marker("study-1", "llama", 0)).await.is_err());
     assert!(committed_shards(&store, &study("study-1"), &model("llama")).await.unwrap().is_empty());
-}
-
-/// Rows of random scores, more than one upload part in size, so that the
-/// write goes through a multipart upload.
-fn rows_larger_than_one_part() -> RecordBatch {
-    let keys = 1000;
-    let rows = UPLOAD_PART_BYTES * 3 / 2 / (keys * 4);
-    let mut state: u32 = 12345;
-    let records: Vec<AttentionRowRecord> = (0..rows)
-        .map(|row| AttentionRowRecord {
-            sample_id: row as i64,
-            model: "llama".to_string(),
-            step: 0,
-            layer: 0,
-            head: 0,
-            scores: (0..keys)
-                .map(|_| {
-                    state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                    state as f32 / u32::MAX as f32
-                })
-                .collect(),
-        })
-        .collect();
-    attention_rows_batch(&records).unwrap()
 }
 
 #[tokio::test]

@@ -45,7 +45,7 @@ pub enum StoreError {
     #[error(transparent)]
     InvalidId(#[from] InvalidId),
 
-    #[error("{} {key} in store {url} failed: {source}{}", operation.as_str(), hint(*operation, source))]
+    #[error("{} {} in store {url} failed: {source}{}", operation.as_str(), key_name(key), hint(*operation, source))]
     Object {
         operation: Operation,
         key: String,
@@ -78,19 +78,41 @@ pub enum StoreError {
     ManifestMismatch(Box<ManifestMismatch>),
 }
 
+/// S3 error codes and HTTP statuses that mean the credentials were refused.
+/// Some S3 requests (listing) report them only in the message text.
+const CREDENTIAL_ERRORS: [&str; 6] = [
+    "SignatureDoesNotMatch",
+    "InvalidAccessKeyId",
+    "AccessDenied",
+    "ExpiredToken",
+    "403 Forbidden",
+    "401 Unauthorized",
+];
+
 /// Suggests the usual cause of an object store failure. Credentials are
 /// named by their variable, never shown.
 fn hint(operation: Operation, source: &object_store::Error) -> &'static str {
-    match source {
-        object_store::Error::NotFound { .. } if operation != Operation::Read => {
-            "; check that the bucket exists and that the URL names it"
-        }
-        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
-            "; check the credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) \
-             and that they may access this bucket, or the folder's permissions"
-        }
-        _ => "",
+    let text = source.to_string();
+    let missing_bucket = text.contains("NoSuchBucket")
+        || (operation != Operation::Read && matches!(source, object_store::Error::NotFound { .. }));
+    let refused = matches!(
+        source,
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+    ) || CREDENTIAL_ERRORS.iter().any(|code| text.contains(code));
+
+    if missing_bucket {
+        "; check that the bucket exists and that the URL names it"
+    } else if refused {
+        "; check the credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) \
+         and that they may access this bucket, or the folder's permissions"
+    } else {
+        ""
     }
+}
+
+/// Shows an empty key, the store's root, by name.
+fn key_name(key: &str) -> &str {
+    if key.is_empty() { "the store root" } else { key }
 }
 
 impl StoreError {

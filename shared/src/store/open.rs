@@ -164,6 +164,17 @@ impl Store {
         Ok(names)
     }
 
+    /// Checks that the store can be reached and listed with the configured
+    /// credentials, so that a missing bucket or a wrong key fails at start
+    /// instead of after a shard's work. Writes nothing.
+    pub async fn check_access(&self) -> Result<(), StoreError> {
+        self.inner
+            .list_with_delimiter(Some(&self.prefix))
+            .await
+            .map_err(|e| self.object_error(Operation::List, &Path::default(), e))?;
+        Ok(())
+    }
+
     /// Lists the names of every object under `folder`, at any depth, as keys
     /// relative to the store's prefix.
     pub async fn list_keys(&self, folder: &Path) -> Result<Vec<Path>, StoreError> {

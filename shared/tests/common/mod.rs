@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use arrow::record_batch::RecordBatch;
 use gaze_shared::layout::Region;
-use gaze_shared::store::{CommitMarker, ModelId, ShardTimings, StudyId};
+use gaze_shared::store::{CommitMarker, ModelId, ShardTimings, StudyId, UPLOAD_PART_BYTES};
 use gaze_shared::tables::{
     AttentionFieldRecord, AttentionRowRecord, AttentionTopkRecord, SampleRecord, SamplesSchema, Table, TargetKind,
     TokenRecord, attention_fields_batch, attention_rows_batch, attention_topk_batch, tokens_batch,
@@ -197,6 +197,30 @@ pub fn marker(study_name: &str, model_name: &str, shard: u32) -> CommitMarker {
         timings: ShardTimings { started_unix_ms: 1_700_000_000_000, finished_unix_ms: 1_700_000_005_000, generate_ms: 4000, write_ms: 900 },
         gaze_version: "0.1.0".to_string(),
     }
+}
+
+/// Rows of random scores, more than one upload part in size, so that the
+/// write goes through a multipart upload.
+pub fn rows_larger_than_one_part() -> RecordBatch {
+    let keys = 1000;
+    let rows = UPLOAD_PART_BYTES * 3 / 2 / (keys * 4);
+    let mut state: u32 = 12345;
+    let records: Vec<AttentionRowRecord> = (0..rows)
+        .map(|row| AttentionRowRecord {
+            sample_id: row as i64,
+            model: "llama".to_string(),
+            step: 0,
+            layer: 0,
+            head: 0,
+            scores: (0..keys)
+                .map(|_| {
+                    state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    state as f32 / u32::MAX as f32
+                })
+                .collect(),
+        })
+        .collect();
+    attention_rows_batch(&records).unwrap()
 }
 
 /// Returns the value of `variable`, or `None` after printing why the test
