@@ -10,7 +10,7 @@ use arrow::error::ArrowError;
 
 use super::Table;
 use super::read::{committed_table_objects, read_parquet_object};
-use crate::store::{Store, StoreError, StudyId};
+use crate::store::{Store, StoreError, StudyId, read_manifest};
 
 /// The text formats that [`export_table`] writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +61,8 @@ pub enum ExportError {
          the study mixes outputs of two setups, so check its manifest and commit markers"
     )]
     SchemaChanged { table: Table, key: String },
+    #[error("study {study} has no manifest in store {url}; check the store URL and the study id")]
+    UnknownStudy { study: StudyId, url: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("writing the {format} output failed: {source}")]
@@ -78,8 +80,8 @@ pub struct ExportSummary {
 /// Writes every row of `table` from the study's committed shards to `out`,
 /// one shard file at a time, in key order (model, then shard id).
 ///
-/// Shards without a commit marker are skipped. A study with no committed
-/// shard writes nothing, not even a CSV header, because the schema of a
+/// Shards without a commit marker are skipped. A study without a manifest
+/// is an error. A study with no committed shard writes nothing, not even a CSV header, because the schema of a
 /// table with study-specific columns is only known from its files.
 pub async fn export_table(
     store: &Store,
@@ -88,6 +90,9 @@ pub async fn export_table(
     format: ExportFormat,
     out: impl Write,
 ) -> Result<ExportSummary, ExportError> {
+    if read_manifest(store, study).await?.is_none() {
+        return Err(ExportError::UnknownStudy { study: study.clone(), url: store.url.clone() });
+    }
     let objects = committed_table_objects(store, study, table).await?;
     let mut writer = TableWriter::new(format, out);
     let mut schema: Option<SchemaRef> = None;

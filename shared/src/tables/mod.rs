@@ -30,7 +30,7 @@ pub use attention_topk::{AttentionTopkRecord, attention_topk_batch, attention_to
 pub use export::{ExportError, ExportFormat, ExportSummary, export_table};
 pub use properties::{MAX_ROW_GROUP_BYTES, MAX_ROW_GROUP_ROWS, writer_properties};
 pub use read::{committed_table_objects, read_parquet_object, read_table};
-pub use samples::{FIXED_COLUMNS, SampleRecord, SamplesSchema, label_column};
+pub use samples::{FIXED_COLUMNS, SampleRecord, SamplesSchema, label_column, reserved_columns};
 pub use tokens::{TokenRecord, tokens_batch, tokens_schema};
 
 /// Errors of building a table's record batch.

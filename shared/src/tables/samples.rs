@@ -11,11 +11,12 @@ use super::columns::{
     Columns, boolean, float32, float64, int32, int64, optional_float32, optional_int32, optional_utf8, sorted_by,
     utf8,
 };
-use super::{Table, TableError};
+use super::{
+    Table, TableError, attention_fields_schema, attention_rows_schema, attention_topk_schema, tokens_schema,
+};
 
-/// Columns of `samples` that do not depend on the study. Template fields
-/// and `p_<label>` columns may not take these names.
-pub const FIXED_COLUMNS: [&str; 27] = [
+/// Columns of `samples` that do not depend on the study.
+pub const FIXED_COLUMNS: [&str; 24] = [
     "sample_id",
     "shard_id",
     "model",
@@ -40,12 +41,16 @@ pub const FIXED_COLUMNS: [&str; 27] = [
     "decode_ms",
     "total_ms",
     "collect_attention",
-    // Reserved for the other tables' columns, so that a join never meets two
-    // columns of one name with two meanings.
-    "step",
-    "position",
-    "region",
 ];
+
+/// Column names that template fields and `p_<label>` columns may not take:
+/// the fixed `samples` columns and every other table's columns, so that a
+/// join never meets two columns of one name with two meanings.
+pub fn reserved_columns() -> BTreeSet<String> {
+    let others = [tokens_schema(), attention_topk_schema(), attention_fields_schema(), attention_rows_schema()];
+    let other_columns = others.iter().flat_map(|schema| schema.fields().iter().map(|f| f.name().clone()));
+    FIXED_COLUMNS.iter().map(|c| c.to_string()).chain(other_columns).collect()
+}
 
 /// One sampled decision.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,10 +110,10 @@ pub struct SamplesSchema {
 
 impl SamplesSchema {
     /// Checks that every template field and `p_<label>` column name is
-    /// valid and unique, and not one of [`FIXED_COLUMNS`]. Field columns
+    /// valid and unique, and not one of [`reserved_columns`]. Field columns
     /// take the field names as they are, in the order given.
     pub fn new(fields: &[String], labels: &[String]) -> Result<Self, TableError> {
-        let mut taken: BTreeSet<String> = FIXED_COLUMNS.iter().map(|c| c.to_string()).collect();
+        let mut taken = reserved_columns();
         for field in fields {
             claim_column(&mut taken, field, "template field")?;
         }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use arrow::record_batch::RecordBatch;
 use gaze_shared::layout::Region;
-use gaze_shared::store::{CommitMarker, ModelId, ShardTimings, StudyId, UPLOAD_PART_BYTES};
+use gaze_shared::store::{CommitMarker, Manifest, ModelId, ShardTimings, StudyId, UPLOAD_PART_BYTES};
 use gaze_shared::tables::{
     AttentionFieldRecord, AttentionRowRecord, AttentionTopkRecord, SampleRecord, SamplesSchema, Table, TargetKind,
     TokenRecord, attention_fields_batch, attention_rows_batch, attention_topk_batch, tokens_batch,
@@ -182,6 +182,19 @@ impl ShardFixture {
             (Table::AttentionFields, vec![attention_fields_batch(&self.fields).unwrap()]),
             (Table::AttentionRows, vec![attention_rows_batch(&self.rows).unwrap()]),
         ]
+    }
+}
+
+/// A manifest for `study_name` with one model, `llama`.
+pub fn manifest(study_name: &str) -> Manifest {
+    Manifest {
+        study: study(study_name),
+        fingerprint: "f1ngerpr1nt".to_string(),
+        fingerprint_parts: BTreeMap::from([("vignettes".to_string(), "0123456789abcdef".to_string())]),
+        config: serde_json::json!({"study": {"name": study_name}}),
+        plan: serde_json::json!({"samples": 10}),
+        gaze_version: "0.1.0".to_string(),
+        models: BTreeMap::from([("llama".to_string(), "fedcba9876543210".to_string())]),
     }
 }
 
