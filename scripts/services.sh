@@ -5,7 +5,7 @@
 #   scripts/services.sh cargo test -p gaze-shared   run a command, then stop
 #   eval "$(scripts/services.sh)"                   start, print the exports
 #
-# The command sees GAZE_TEST_S3_ENDPOINT, GAZE_TEST_S3_BUCKET and the
+# The command gets GAZE_TEST_S3_ENDPOINT, GAZE_TEST_S3_BUCKET and the
 # AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY that the server accepts (test
 # values, not secrets). s3s-fs is installed with cargo when it is missing.
 set -euo pipefail

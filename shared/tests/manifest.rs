@@ -1,5 +1,5 @@
 //! The study manifest: written once, then compared, with a mismatch that
-//! says what changed.
+//! names what changed.
 
 use std::collections::BTreeMap;
 

@@ -18,7 +18,7 @@ use gaze_shared::tables::{Table, read_parquet_object, read_table};
 
 const HOW: &str = "run the tests through scripts/services.sh";
 
-/// A store over a fresh prefix of the test bucket, so tests do not meet.
+/// Opens a store over a fresh prefix of the test bucket, so tests do not meet.
 fn s3_store(bucket: Option<&str>, extra: &[(&str, &str)]) -> Option<Store> {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let endpoint = service_env("GAZE_TEST_S3_ENDPOINT", HOW)?;
@@ -100,7 +100,7 @@ async fn s3_manifest_is_created_once() {
     assert!(matches!(error, StoreError::ManifestMismatch(_)), "{error}");
 }
 
-// s3s-fs creates a missing bucket's folder on a write, where S3 answers
+// s3s-fs creates a missing bucket's folder on a write, where S3 returns
 // NoSuchBucket, so the missing bucket is detected by listing, as
 // `check_access` and every reader do.
 #[tokio::test]

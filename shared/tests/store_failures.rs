@@ -84,7 +84,7 @@ async fn failed_multipart_upload_is_aborted() {
 }
 
 #[tokio::test]
-async fn large_table_goes_up_in_parts_and_reads_back() {
+async fn large_table_uploads_in_parts() {
     let store = Store::open("memory://").unwrap();
     let shard = StudyKeys::new(study("study-1")).shard(model("llama"), 0);
     let batch = rows_larger_than_one_part();

@@ -56,6 +56,15 @@ async fn local_folder_roundtrip() {
 }
 
 #[tokio::test]
+async fn fresh_local_folder_has_no_commits() {
+    let folder = tempfile::tempdir().unwrap();
+    let store = Store::open(folder.path().join("store").to_str().unwrap()).unwrap();
+
+    assert!(committed_shards(&store, &study("study-1"), &model("llama")).await.unwrap().is_empty());
+    assert!(read_table(&store, &study("study-1"), Table::Samples).await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn file_url_opens_local_folder() {
     let folder = tempfile::tempdir().unwrap();
     let url = format!("file://{}/nested/store", folder.path().display());

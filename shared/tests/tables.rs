@@ -68,7 +68,8 @@ fn samples_columns_follow_study_fields_and_labels() {
     let schema = samples_schema().schema();
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     assert_eq!(&names[..7], ["sample_id", "shard_id", "model", "topic", "route", "nationality", "age"]);
-    assert!(names.contains(&"p_GRANT") && names.contains(&"p_REFUSE"), "{names:?}");
+    assert!(names.contains(&"p_GRANT"), "{names:?}");
+    assert!(names.contains(&"p_REFUSE"), "{names:?}");
     assert_eq!(schema.field_with_name("p_GRANT").unwrap().data_type(), &DataType::Float32);
 }
 
@@ -145,7 +146,7 @@ fn int32_column(batch: &RecordBatch, name: &str) -> Vec<i32> {
 }
 
 #[test]
-fn topk_rows_sort_by_sample_step_layer_head_rank() {
+fn topk_rows_sort_by_query_and_rank() {
     let batches = shard_fixture("llama", 0, 4).batches();
     let topk = &batches[2].1[0];
     let sample = topk.column_by_name("sample_id").unwrap().as_primitive::<Int64Type>().values().to_vec();

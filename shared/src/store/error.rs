@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use super::keys::InvalidId;
 use super::manifest::ManifestMismatch;
 
-/// What the store was doing when an object operation failed.
+/// Kind of object operation that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
     Read,

@@ -16,7 +16,7 @@ pub const MAX_ID_LEN: usize = 128;
 /// shards 0 to 99999 sort in shard order.
 pub const SHARD_ID_DIGITS: usize = 5;
 
-/// Folder of a study that holds the commit markers.
+/// Folder of a study that contains the commit markers.
 pub const COMMITS_FOLDER: &str = "commits";
 
 /// Object name of a study's manifest.
@@ -28,7 +28,7 @@ pub const MANIFEST_NAME: &str = "manifest.json";
     "invalid {kind} {value:?}: {reason}; use 1 to {MAX_ID_LEN} ASCII letters, digits, '_' or '-'"
 )]
 pub struct InvalidId {
-    /// What the id names: `study id` or `model id`.
+    /// Kind of id: `study id` or `model id`.
     pub kind: &'static str,
     pub value: String,
     pub reason: &'static str,

@@ -19,7 +19,7 @@ pub struct Manifest {
     pub fingerprint: String,
     /// The inputs behind `fingerprint`, each hashed on its own (such as a
     /// config section, the vignettes or a model), so that a mismatch can
-    /// say which one changed.
+    /// name the one that changed.
     pub fingerprint_parts: BTreeMap<String, String>,
     /// The study config as the run read it.
     pub config: serde_json::Value,
@@ -66,7 +66,7 @@ impl fmt::Display for ManifestChange {
     }
 }
 
-/// The first 12 characters of a hash, enough to tell two apart in a message.
+/// Returns the first 12 characters of a hash, enough to tell two apart in a message.
 fn short(hash: &str) -> &str {
     hash.get(..12).unwrap_or(hash)
 }
@@ -91,7 +91,7 @@ pub struct ManifestMismatch {
 ///
 /// Fingerprint parts and model identities decide. The gaze version and the
 /// config snapshot do not, because the fingerprint covers whatever in them
-/// changes results; when the fingerprint differs, the differing top-level
+/// changes results. When the fingerprint differs, the differing top-level
 /// config sections are listed as well.
 pub fn check_manifest(existing: &Manifest, new: &Manifest) -> Result<(), ManifestMismatch> {
     let mut changes = Vec::new();
@@ -138,7 +138,7 @@ fn differing_sections(existing: &serde_json::Value, new: &serde_json::Value) -> 
     sections.into_iter().filter(|s| existing.get(*s) != new.get(*s)).cloned().collect()
 }
 
-/// What [`write_or_check_manifest`] found.
+/// Outcome of [`write_or_check_manifest`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ManifestStatus {
     /// The study is new, and its manifest was written.

@@ -24,7 +24,7 @@ pub struct StoreOptions {
     pub create: bool,
     /// S3 endpoint URL, such as `http://127.0.0.1:9000`; overrides
     /// `AWS_ENDPOINT_URL`. A `http://` endpoint allows plain HTTP unless
-    /// `s3_allow_http` says otherwise.
+    /// `s3_allow_http` is false.
     pub s3_endpoint: Option<String>,
     /// Allow plain HTTP to the S3 endpoint; overrides `AWS_ALLOW_HTTP`.
     pub s3_allow_http: Option<bool>,
@@ -60,7 +60,7 @@ pub struct Store {
     pub inner: Arc<dyn ObjectStore>,
     /// Root of the studies inside `inner`; empty for a local folder.
     pub prefix: Path,
-    /// The URL the store was opened with, for messages. It never holds
+    /// The URL the store was opened with, for messages. It never contains
     /// credentials, because [`Store::open`] rejects URLs that carry them.
     pub url: String,
 }
@@ -109,7 +109,7 @@ impl Store {
         Store { inner, prefix, url: url.to_string() }
     }
 
-    /// The location of `key` inside `inner`: the prefix joined with the key.
+    /// Returns the location of `key` inside `inner`: the prefix joined with the key.
     pub fn location(&self, key: &Path) -> Path {
         Path::from_iter(self.prefix.parts().chain(key.parts()))
     }
@@ -287,12 +287,23 @@ mod tests {
     }
 
     #[test]
-    fn s3_url_with_credentials_is_rejected_without_echoing_them() {
+    fn s3_url_credentials_are_rejected() {
         let err = Store::open("s3://AKIAEXAMPLE:topsecret@bucket/prefix").unwrap_err();
         let message = err.to_string();
         assert!(message.contains("credentials in the URL are not supported"), "{message}");
         assert!(!message.contains("topsecret"), "{message}");
         assert!(!message.contains("AKIAEXAMPLE"), "{message}");
+    }
+
+    #[test]
+    fn options_debug_hides_s3_config_values() {
+        let options = StoreOptions {
+            s3_config: vec![("aws_secret_access_key".to_string(), "topsecret".to_string())],
+            ..StoreOptions::default()
+        };
+        let shown = format!("{options:?}");
+        assert!(shown.contains("aws_secret_access_key"), "{shown}");
+        assert!(!shown.contains("topsecret"), "{shown}");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::tables::{Table, writer_properties};
 /// Size of the buffer before an upload turns multipart, and of each part.
 pub const UPLOAD_PART_BYTES: usize = 10 * 1024 * 1024;
 
-/// What [`write_table`] wrote.
+/// Rows and size of the object that [`write_table`] wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TableWritten {
     pub rows: u64,

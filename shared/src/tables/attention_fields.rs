@@ -3,12 +3,13 @@
 //!
 //! One row per sample, step, layer, head and target. Long format keeps the
 //! column set fixed whatever the study's fields are, and lets pandas or
-//! DuckDB group by `target` directly. For one (sample, step, layer, head),
-//! the `mass` of the rows whose `target_kind` is `bos`, `region` or
-//! `generated` adds up to 1 (up to float rounding), because those targets
-//! split the keys: the BOS token, the other prompt tokens by region, and
-//! the tokens generated before this step. `field` rows overlap the
-//! `vignette` region and are not part of that sum.
+//! DuckDB group by `target` directly.
+//!
+//! For one (sample, step, layer, head), the `mass` of the rows whose
+//! `target_kind` is `bos`, `region` or `generated` adds up to 1, up to float
+//! rounding. Those targets split the keys: the BOS token, the other prompt
+//! tokens by region, and the tokens generated before this step. `field`
+//! rows overlap the `vignette` region and are not part of that sum.
 
 use std::fmt;
 
@@ -19,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::columns::{Columns, float32, int32, int64, utf8};
 use super::{Table, TableError};
 
-/// What a row of `attention_fields` measures attention to.
+/// Kind of target that a row of `attention_fields` measures attention to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TargetKind {
@@ -94,7 +95,7 @@ pub fn attention_fields_batch(records: &[AttentionFieldRecord]) -> Result<Record
     columns.finish()
 }
 
-/// The schema of the `attention_fields` table.
+/// Returns the schema of the `attention_fields` table.
 pub fn attention_fields_schema() -> SchemaRef {
     attention_fields_batch(&[]).expect("an empty attention_fields batch always builds").schema()
 }

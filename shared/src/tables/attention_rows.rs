@@ -48,7 +48,7 @@ pub fn attention_rows_batch(records: &[AttentionRowRecord]) -> Result<RecordBatc
     columns.finish()
 }
 
-/// The schema of the `attention_rows` table.
+/// Returns the schema of the `attention_rows` table.
 pub fn attention_rows_schema() -> SchemaRef {
     attention_rows_batch(&[]).expect("an empty attention_rows batch always builds").schema()
 }

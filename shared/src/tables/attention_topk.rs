@@ -65,7 +65,7 @@ pub fn attention_topk_batch(records: &[AttentionTopkRecord]) -> Result<RecordBat
     columns.finish()
 }
 
-/// The schema of the `attention_topk` table.
+/// Returns the schema of the `attention_topk` table.
 pub fn attention_topk_schema() -> SchemaRef {
     attention_topk_batch(&[]).expect("an empty attention_topk batch always builds").schema()
 }

@@ -21,7 +21,7 @@ impl Columns {
         Self { table, fields: Vec::new(), arrays: Vec::new() }
     }
 
-    /// Adds a column that never holds nulls; the type is the array's.
+    /// Adds a column that never contains nulls; the type is the array's.
     pub(crate) fn required(&mut self, name: &str, array: ArrayRef) -> &mut Self {
         debug_assert_eq!(array.null_count(), 0, "required column {name} holds nulls");
         self.push(name, false, array)

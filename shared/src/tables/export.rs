@@ -69,7 +69,7 @@ pub enum ExportError {
     Write { format: ExportFormat, source: ArrowError },
 }
 
-/// What [`export_table`] wrote.
+/// Shard files and rows that [`export_table`] wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExportSummary {
     /// Committed shard files read.

@@ -63,7 +63,7 @@ pub enum Table {
     /// step, layer and head.
     AttentionFields,
     /// The full attention row per sample, decode step, layer and head
-    /// (written only when the study asks for it).
+    /// (written only when the study enables it).
     AttentionRows,
 }
 
@@ -86,7 +86,7 @@ impl Table {
         }
     }
 
-    /// The table names, comma-separated, for error messages and help text.
+    /// Joins the table names with commas, for error messages and help text.
     pub fn names() -> String {
         Table::ALL.map(|t| t.as_str()).join(", ")
     }

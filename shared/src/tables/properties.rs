@@ -20,7 +20,7 @@ pub const MAX_ROW_GROUP_BYTES: usize = 64 * 1024 * 1024;
 /// Zstandard level: 3 is zstd's own default, a good ratio at a high speed.
 const ZSTD_LEVEL: i32 = 3;
 
-/// The columns each table is sorted by, in order.
+/// Returns the columns each table is sorted by, in order.
 fn sort_columns(table: Table) -> &'static [&'static str] {
     match table {
         Table::Samples => &["sample_id"],

@@ -68,7 +68,7 @@ pub struct SampleRecord {
     pub response: String,
     /// The decision label parsed from the response, if any.
     pub decision: Option<String>,
-    /// How the decision was found, such as `parsed`, `no_label` or `truncated`.
+    /// Outcome of the decision parse, such as `parsed`, `no_label` or `truncated`.
     pub decision_status: String,
     /// The decode step that produced the decision label's first token.
     pub decision_step: Option<i32>,
@@ -79,7 +79,7 @@ pub struct SampleRecord {
     pub label_mass: Option<f32>,
     pub prompt_tokens: i32,
     pub generated_tokens: i32,
-    /// Why decoding stopped, such as `eos` or `max_tokens`.
+    /// Reason decoding stopped, such as `eos` or `max_tokens`.
     pub stop_reason: String,
     /// Sampling seed; must be below 2^63 because Parquet readers do not all
     /// read unsigned integers.
@@ -131,7 +131,7 @@ impl SamplesSchema {
         &self.labels
     }
 
-    /// The Arrow schema of the study's `samples` table.
+    /// Returns the Arrow schema of the study's `samples` table.
     pub fn schema(&self) -> SchemaRef {
         self.batch(&[]).expect("an empty samples batch always builds").schema()
     }
@@ -207,7 +207,7 @@ impl SamplesSchema {
     }
 }
 
-/// The column name of a label's probability: `p_<label>`.
+/// Returns the column name of a label's probability: `p_<label>`.
 pub fn label_column(label: &str) -> String {
     format!("p_{label}")
 }

@@ -55,7 +55,7 @@ pub fn tokens_batch(records: &[TokenRecord]) -> Result<RecordBatch, TableError> 
     columns.finish()
 }
 
-/// The schema of the `tokens` table.
+/// Returns the schema of the `tokens` table.
 pub fn tokens_schema() -> SchemaRef {
     tokens_batch(&[]).expect("an empty tokens batch always builds").schema()
 }

@@ -173,7 +173,7 @@ fn push_query_row(fixture: &mut ShardFixture, model: &str, sample_id: i64, step:
 }
 
 impl ShardFixture {
-    /// One batch per table, in [`Table::ALL`] order.
+    /// Builds one batch per table, in [`Table::ALL`] order.
     pub fn batches(&self) -> Vec<(Table, Vec<RecordBatch>)> {
         vec![
             (Table::Samples, vec![samples_schema().batch(&self.samples).unwrap()]),
@@ -185,7 +185,7 @@ impl ShardFixture {
     }
 }
 
-/// A manifest for `study_name` with one model, `llama`.
+/// Builds a manifest for `study_name` with one model, `llama`.
 pub fn manifest(study_name: &str) -> Manifest {
     Manifest {
         study: study(study_name),
