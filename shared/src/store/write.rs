@@ -63,7 +63,7 @@ pub async fn write_table(
             Ok(TableWritten { rows, bytes })
         }
         Err(source) => {
-            writer.into_inner().abort(&key.to_string()).await;
+            writer.into_inner().abort(key.as_ref()).await;
             Err(parquet_error(source))
         }
     }

@@ -64,9 +64,15 @@ pub enum ExportError {
     #[error("study {study} has no manifest in store {url}; check the store URL and the study id")]
     UnknownStudy { study: StudyId, url: String },
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(Box<StoreError>),
     #[error("writing the {format} output failed: {source}")]
     Write { format: ExportFormat, source: ArrowError },
+}
+
+impl From<StoreError> for ExportError {
+    fn from(error: StoreError) -> Self {
+        ExportError::Store(Box::new(error))
+    }
 }
 
 /// Shard files and rows that [`export_table`] wrote.
@@ -135,14 +141,14 @@ fn check_format(table: Table, format: ExportFormat, schema: &SchemaRef) -> Resul
 
 /// The arrow writer for the chosen format.
 enum TableWriter<W: Write> {
-    Csv(arrow::csv::Writer<W>),
+    Csv(Box<arrow::csv::Writer<W>>),
     Jsonl(arrow::json::LineDelimitedWriter<W>),
 }
 
 impl<W: Write> TableWriter<W> {
     fn new(format: ExportFormat, out: W) -> Self {
         match format {
-            ExportFormat::Csv => TableWriter::Csv(arrow::csv::WriterBuilder::new().with_header(true).build(out)),
+            ExportFormat::Csv => TableWriter::Csv(Box::new(arrow::csv::WriterBuilder::new().with_header(true).build(out))),
             ExportFormat::Jsonl => TableWriter::Jsonl(arrow::json::LineDelimitedWriter::new(out)),
         }
     }
