@@ -14,8 +14,9 @@ use arrow::record_batch::RecordBatch;
 use criterion::{Criterion, criterion_group, criterion_main};
 use gaze_shared::layout::Region;
 use gaze_shared::tables::{
-    AttentionFieldRecord, AttentionRowRecord, AttentionTopkRecord, SampleRecord, SamplesSchema, Table, TargetKind,
-    TokenRecord, attention_fields_batch, attention_rows_batch, attention_topk_batch, tokens_batch, writer_properties,
+    AttentionFieldRecord, AttentionRowRecord, AttentionTopkRecord, SampleRecord, SamplesSchema,
+    Table, TargetKind, TokenRecord, attention_fields_batch, attention_rows_batch,
+    attention_topk_batch, tokens_batch, writer_properties,
 };
 use parquet::arrow::ArrowWriter;
 use rand::{Rng, SeedableRng};
@@ -28,13 +29,44 @@ const LAYERS: [i32; 3] = [0, 15, 31];
 const HEADS: i32 = 32;
 const KV_HEADS: i32 = 8;
 const TOP_K: usize = 10;
-const FIELDS: [&str; 8] = ["name", "age", "gender", "nationality", "religion", "entry_route", "history", "family"];
+const FIELDS: [&str; 8] = [
+    "name",
+    "age",
+    "gender",
+    "nationality",
+    "religion",
+    "entry_route",
+    "history",
+    "family",
+];
 /// Size of one attention sample in the old Python pipeline's output, in bytes.
 const PYTHON_BYTES_PER_SAMPLE: f64 = 0.5e6;
 
 const WORDS: [&str; 24] = [
-    "the", "applicant", "claims", "asylum", "on", "grounds", "of", "persecution", "in", "their", "home", "country",
-    "Home", "Office", "decision", "appeal", "evidence", "credible", "risk", "return", "family", "years", "old", "was",
+    "the",
+    "applicant",
+    "claims",
+    "asylum",
+    "on",
+    "grounds",
+    "of",
+    "persecution",
+    "in",
+    "their",
+    "home",
+    "country",
+    "Home",
+    "Office",
+    "decision",
+    "appeal",
+    "evidence",
+    "credible",
+    "risk",
+    "return",
+    "family",
+    "years",
+    "old",
+    "was",
 ];
 
 /// One prompt token: its text, region and template field.
@@ -58,12 +90,17 @@ fn prompt(rng: &mut ChaCha8Rng) -> Vec<PromptToken> {
                 320..340 => Region::InstructionSuffix,
                 _ => Region::AssistantPrefix,
             };
-            let field = (region == Region::Vignette && position % 13 < 3).then(|| FIELDS[position / 13 % FIELDS.len()]);
+            let field = (region == Region::Vignette && position % 13 < 3)
+                .then(|| FIELDS[position / 13 % FIELDS.len()]);
             let text = match field {
                 Some(_) => format!(" {}", rng.random_range(18..80)),
                 None => format!(" {}", WORDS[rng.random_range(0..WORDS.len())]),
             };
-            PromptToken { text, region, field }
+            PromptToken {
+                text,
+                region,
+                field,
+            }
         })
         .collect()
 }
@@ -71,7 +108,9 @@ fn prompt(rng: &mut ChaCha8Rng) -> Vec<PromptToken> {
 /// Draws attention scores over the prompt. BOS takes most of the mass and
 /// the rest has a long tail, a rough imitation of trained decoder heads.
 fn attention_row(rng: &mut ChaCha8Rng) -> Vec<f32> {
-    let mut row: Vec<f32> = (0..PROMPT_TOKENS).map(|_| rng.random::<f32>().powi(8)).collect();
+    let mut row: Vec<f32> = (0..PROMPT_TOKENS)
+        .map(|_| rng.random::<f32>().powi(8))
+        .collect();
     row[0] = rng.random_range(2.0..40.0);
     let total: f32 = row.iter().sum();
     row.iter_mut().for_each(|score| *score /= total);
@@ -95,7 +134,13 @@ struct Shard {
 
 fn synthetic_shard() -> Shard {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let mut shard = Shard { samples: Vec::new(), tokens: Vec::new(), topk: Vec::new(), fields: Vec::new(), rows: Vec::new() };
+    let mut shard = Shard {
+        samples: Vec::new(),
+        tokens: Vec::new(),
+        topk: Vec::new(),
+        fields: Vec::new(),
+        rows: Vec::new(),
+    };
     let model = "llama-3-8b-immigration".to_string();
 
     for sample_id in 0..SAMPLES {
@@ -125,7 +170,13 @@ fn synthetic_shard() -> Shard {
             for layer in LAYERS {
                 for head in 0..HEADS {
                     let row = attention_row(&mut rng);
-                    push_query(&mut shard, &model, &tokens, (sample_id, step, layer, head), &row);
+                    push_query(
+                        &mut shard,
+                        &model,
+                        &tokens,
+                        (sample_id, step, layer, head),
+                        &row,
+                    );
                 }
             }
         }
@@ -133,7 +184,13 @@ fn synthetic_shard() -> Shard {
     shard
 }
 
-fn push_query(shard: &mut Shard, model: &str, tokens: &[PromptToken], query: (i64, i32, i32, i32), row: &[f32]) {
+fn push_query(
+    shard: &mut Shard,
+    model: &str,
+    tokens: &[PromptToken],
+    query: (i64, i32, i32, i32),
+    row: &[f32],
+) {
     let (sample_id, step, layer, head) = query;
     for (rank, (position, score)) in top_k(row).into_iter().enumerate() {
         let token = &tokens[position];
@@ -168,11 +225,16 @@ fn push_query(shard: &mut Shard, model: &str, tokens: &[PromptToken], query: (i6
         let entry = masses.entry(region).or_default();
         *entry = (entry.0 + score, entry.1 + 1);
         if let Some(field) = token.field {
-            let entry = masses.entry((TargetKind::Field, field.to_string())).or_default();
+            let entry = masses
+                .entry((TargetKind::Field, field.to_string()))
+                .or_default();
             *entry = (entry.0 + score, entry.1 + 1);
         }
     }
-    masses.insert((TargetKind::Generated, "generated".to_string()), (0.0, step));
+    masses.insert(
+        (TargetKind::Generated, "generated".to_string()),
+        (0.0, step),
+    );
     for ((target_kind, target), (mass, token_count)) in masses {
         shard.fields.push(AttentionFieldRecord {
             sample_id,
@@ -183,12 +245,23 @@ fn push_query(shard: &mut Shard, model: &str, tokens: &[PromptToken], query: (i6
             target_kind,
             target,
             mass,
-            mass_per_token: if token_count > 0 { mass / token_count as f32 } else { 0.0 },
+            mass_per_token: if token_count > 0 {
+                mass / token_count as f32
+            } else {
+                0.0
+            },
             token_count,
         });
     }
 
-    shard.rows.push(AttentionRowRecord { sample_id, model: model.to_string(), step, layer, head, scores: row.to_vec() });
+    shard.rows.push(AttentionRowRecord {
+        sample_id,
+        model: model.to_string(),
+        step,
+        layer,
+        head,
+        scores: row.to_vec(),
+    });
 }
 
 fn sample_record(model: &str, sample_id: i64) -> SampleRecord {
@@ -198,13 +271,19 @@ fn sample_record(model: &str, sample_id: i64) -> SampleRecord {
         model: model.to_string(),
         topic: "asylum".to_string(),
         route: "initial".to_string(),
-        fields: FIELDS.iter().map(|f| (f.to_string(), format!("value of {f}"))).collect(),
+        fields: FIELDS
+            .iter()
+            .map(|f| (f.to_string(), format!("value of {f}")))
+            .collect(),
         prompt: "A prompt of about 350 tokens. ".repeat(40),
         response: "GRANTED".to_string(),
         decision: Some("GRANT".to_string()),
         decision_status: "parsed".to_string(),
         decision_step: Some(0),
-        label_probabilities: BTreeMap::from([("GRANT".to_string(), 0.7), ("REFUSE".to_string(), 0.29)]),
+        label_probabilities: BTreeMap::from([
+            ("GRANT".to_string(), 0.7),
+            ("REFUSE".to_string(), 0.29),
+        ]),
         label_mass: Some(0.99),
         prompt_tokens: PROMPT_TOKENS as i32,
         generated_tokens: 3,
@@ -229,9 +308,18 @@ fn batches(shard: &Shard) -> Vec<(Table, RecordBatch)> {
     vec![
         (Table::Samples, samples.batch(&shard.samples).unwrap()),
         (Table::Tokens, tokens_batch(&shard.tokens).unwrap()),
-        (Table::AttentionTopk, attention_topk_batch(&shard.topk).unwrap()),
-        (Table::AttentionFields, attention_fields_batch(&shard.fields).unwrap()),
-        (Table::AttentionRows, attention_rows_batch(&shard.rows).unwrap()),
+        (
+            Table::AttentionTopk,
+            attention_topk_batch(&shard.topk).unwrap(),
+        ),
+        (
+            Table::AttentionFields,
+            attention_fields_batch(&shard.fields).unwrap(),
+        ),
+        (
+            Table::AttentionRows,
+            attention_rows_batch(&shard.rows).unwrap(),
+        ),
     ]
 }
 
@@ -250,7 +338,12 @@ fn report_sizes(tables: &[(Table, RecordBatch)]) {
     let mut without_rows = 0.0;
     for (table, batch) in tables {
         let per_sample = parquet_size(*table, batch) as f64 / SAMPLES as f64;
-        println!("  {:<17} {:>10.0} B  ({} rows per sample)", table.as_str(), per_sample, batch.num_rows() as i64 / SAMPLES);
+        println!(
+            "  {:<17} {:>10.0} B  ({} rows per sample)",
+            table.as_str(),
+            per_sample,
+            batch.num_rows() as i64 / SAMPLES
+        );
         if *table != Table::AttentionRows {
             without_rows += per_sample;
         }
@@ -267,9 +360,10 @@ fn bench(c: &mut Criterion) {
 
     for (table, batch) in &tables {
         if matches!(table, Table::AttentionTopk | Table::AttentionFields) {
-            c.bench_function(&format!("encode_{}_{SAMPLES}_samples", table.as_str()), |b| {
-                b.iter(|| black_box(parquet_size(*table, batch)))
-            });
+            c.bench_function(
+                &format!("encode_{}_{SAMPLES}_samples", table.as_str()),
+                |b| b.iter(|| black_box(parquet_size(*table, batch))),
+            );
         }
     }
 }

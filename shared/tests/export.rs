@@ -10,13 +10,22 @@ use gaze_shared::tables::{ExportError, ExportFormat, ExportSummary, Table, expor
 use object_store::path::Path;
 
 async fn write_fixture_shard(store: &Store, shard: u32, samples: i64) {
-    write_or_check_manifest(store, &manifest("study-1")).await.unwrap();
+    write_or_check_manifest(store, &manifest("study-1"))
+        .await
+        .unwrap();
     let batches = shard_fixture("llama", shard as i32, samples).batches();
-    let tables: Vec<(Table, &[RecordBatch])> = batches.iter().map(|(t, b)| (*t, b.as_slice())).collect();
-    write_shard(store, &tables, marker("study-1", "llama", shard)).await.unwrap();
+    let tables: Vec<(Table, &[RecordBatch])> =
+        batches.iter().map(|(t, b)| (*t, b.as_slice())).collect();
+    write_shard(store, &tables, marker("study-1", "llama", shard))
+        .await
+        .unwrap();
 }
 
-async fn export(store: &Store, table: Table, format: ExportFormat) -> Result<(String, ExportSummary), ExportError> {
+async fn export(
+    store: &Store,
+    table: Table,
+    format: ExportFormat,
+) -> Result<(String, ExportSummary), ExportError> {
     let mut out = Vec::new();
     let summary = export_table(store, &study("study-1"), table, format, &mut out).await?;
     Ok((String::from_utf8(out).unwrap(), summary))
@@ -27,7 +36,9 @@ async fn tokens_export_as_csv() {
     let store = Store::open("memory://").unwrap();
     write_fixture_shard(&store, 0, 1).await;
 
-    let (csv, summary) = export(&store, Table::Tokens, ExportFormat::Csv).await.unwrap();
+    let (csv, summary) = export(&store, Table::Tokens, ExportFormat::Csv)
+        .await
+        .unwrap();
     assert_eq!(
         csv,
         "sample_id,model,position,token_id,token,text,start,end,word,region,field,special\n\
@@ -44,7 +55,9 @@ async fn tokens_export_as_json_lines() {
     let store = Store::open("memory://").unwrap();
     write_fixture_shard(&store, 0, 1).await;
 
-    let (jsonl, _) = export(&store, Table::Tokens, ExportFormat::Jsonl).await.unwrap();
+    let (jsonl, _) = export(&store, Table::Tokens, ExportFormat::Jsonl)
+        .await
+        .unwrap();
     let lines: Vec<&str> = jsonl.lines().collect();
     assert_eq!(lines.len(), 4);
     assert_eq!(
@@ -62,7 +75,9 @@ async fn csv_quotes_commas_and_quotes() {
     let store = Store::open("memory://").unwrap();
     write_fixture_shard(&store, 0, 1).await;
 
-    let (csv, _) = export(&store, Table::Samples, ExportFormat::Csv).await.unwrap();
+    let (csv, _) = export(&store, Table::Samples, ExportFormat::Csv)
+        .await
+        .unwrap();
     assert!(csv.contains(r#","Syrian, ""Aleppo""","#), "{csv}");
     assert!(csv.contains("\"Decide case 0.\nApplicant: Ali\""), "{csv}");
 }
@@ -74,12 +89,19 @@ async fn export_skips_uncommitted_shards() {
     write_fixture_shard(&store, 1, 3).await;
     let orphan = shard_fixture("llama", 2, 5).batches();
     let key = StudyKeys::new(study("study-1")).shard(model("llama"), 2);
-    write_table(&store, &key, Table::Samples, &orphan[0].1).await.unwrap();
+    write_table(&store, &key, Table::Samples, &orphan[0].1)
+        .await
+        .unwrap();
 
-    let (jsonl, summary) = export(&store, Table::Samples, ExportFormat::Jsonl).await.unwrap();
+    let (jsonl, summary) = export(&store, Table::Samples, ExportFormat::Jsonl)
+        .await
+        .unwrap();
     assert_eq!(summary, ExportSummary { shards: 2, rows: 5 });
     assert_eq!(jsonl.lines().count(), 5);
-    assert!(!jsonl.contains("\"shard_id\":2"), "rows of the uncommitted shard were exported");
+    assert!(
+        !jsonl.contains("\"shard_id\":2"),
+        "rows of the uncommitted shard were exported"
+    );
 }
 
 #[tokio::test]
@@ -88,7 +110,9 @@ async fn csv_header_is_written_once() {
     write_fixture_shard(&store, 0, 2).await;
     write_fixture_shard(&store, 1, 2).await;
 
-    let (csv, _) = export(&store, Table::AttentionTopk, ExportFormat::Csv).await.unwrap();
+    let (csv, _) = export(&store, Table::AttentionTopk, ExportFormat::Csv)
+        .await
+        .unwrap();
     assert_eq!(csv.matches("sample_id,model,topic").count(), 1, "{csv}");
 }
 
@@ -97,25 +121,50 @@ async fn attention_rows_need_json_lines() {
     let store = Store::open("memory://").unwrap();
     write_fixture_shard(&store, 0, 1).await;
 
-    let message = export(&store, Table::AttentionRows, ExportFormat::Csv).await.unwrap_err().to_string();
-    assert_eq!(message, "column scores of attention_rows is a list, which CSV cannot hold; export it with --format jsonl");
+    let message = export(&store, Table::AttentionRows, ExportFormat::Csv)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        message,
+        "column scores of attention_rows is a list, which CSV cannot hold; export it with --format jsonl"
+    );
 
-    let (jsonl, _) = export(&store, Table::AttentionRows, ExportFormat::Jsonl).await.unwrap();
-    assert!(jsonl.lines().next().unwrap().ends_with(r#""scores":[0.5,0.25,0.125,0.125]}"#), "{jsonl}");
+    let (jsonl, _) = export(&store, Table::AttentionRows, ExportFormat::Jsonl)
+        .await
+        .unwrap();
+    assert!(
+        jsonl
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with(r#""scores":[0.5,0.25,0.125,0.125]}"#),
+        "{jsonl}"
+    );
 }
 
 #[tokio::test]
 async fn unknown_study_is_an_error() {
     let store = Store::open("memory://root").unwrap();
-    let message = export(&store, Table::Samples, ExportFormat::Csv).await.unwrap_err().to_string();
-    assert_eq!(message, "study study-1 has no manifest in store memory://root; check the store URL and the study id");
+    let message = export(&store, Table::Samples, ExportFormat::Csv)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        message,
+        "study study-1 has no manifest in store memory://root; check the store URL and the study id"
+    );
 }
 
 #[tokio::test]
 async fn study_without_committed_shards_exports_nothing() {
     let store = Store::open("memory://").unwrap();
-    write_or_check_manifest(&store, &manifest("study-1")).await.unwrap();
-    let (csv, summary) = export(&store, Table::Samples, ExportFormat::Csv).await.unwrap();
+    write_or_check_manifest(&store, &manifest("study-1"))
+        .await
+        .unwrap();
+    let (csv, summary) = export(&store, Table::Samples, ExportFormat::Csv)
+        .await
+        .unwrap();
     assert_eq!(csv, "");
     assert_eq!(summary, ExportSummary { shards: 0, rows: 0 });
 }
@@ -135,6 +184,12 @@ async fn export_leaves_store_unchanged() {
 #[test]
 fn format_names_parse() {
     assert_eq!("csv".parse::<ExportFormat>().unwrap(), ExportFormat::Csv);
-    assert_eq!("jsonl".parse::<ExportFormat>().unwrap(), ExportFormat::Jsonl);
-    assert_eq!("xml".parse::<ExportFormat>().unwrap_err().to_string(), "unknown export format \"xml\"; valid formats: csv, jsonl");
+    assert_eq!(
+        "jsonl".parse::<ExportFormat>().unwrap(),
+        ExportFormat::Jsonl
+    );
+    assert_eq!(
+        "xml".parse::<ExportFormat>().unwrap_err().to_string(),
+        "unknown export format \"xml\"; valid formats: csv, jsonl"
+    );
 }

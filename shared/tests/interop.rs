@@ -38,10 +38,16 @@ async fn write_study(root: &Path) -> Value {
 
     for (shard, fixture) in shards.iter().enumerate() {
         let batches = fixture.batches();
-        let tables: Vec<(Table, &[RecordBatch])> = batches.iter().map(|(t, b)| (*t, b.as_slice())).collect();
-        write_shard(&store, &tables, marker("study-1", "llama", shard as u32)).await.unwrap();
+        let tables: Vec<(Table, &[RecordBatch])> =
+            batches.iter().map(|(t, b)| (*t, b.as_slice())).collect();
+        write_shard(&store, &tables, marker("study-1", "llama", shard as u32))
+            .await
+            .unwrap();
         for (index, (_, table_batches)) in batches.iter().enumerate() {
-            rows[index] += table_batches.iter().map(RecordBatch::num_rows).sum::<usize>();
+            rows[index] += table_batches
+                .iter()
+                .map(RecordBatch::num_rows)
+                .sum::<usize>();
         }
         schemas = batches.iter().map(|(_, b)| b[0].schema()).collect();
     }
@@ -69,20 +75,37 @@ async fn write_study(root: &Path) -> Value {
 
 #[tokio::test]
 async fn python_readers_read_every_table() {
-    let Some(python) = service_env("GAZE_TEST_PYTHON", "point it to a Python with pandas, polars, duckdb and pyarrow")
-    else {
+    let Some(python) = service_env(
+        "GAZE_TEST_PYTHON",
+        "point it to a Python with pandas, polars, duckdb and pyarrow",
+    ) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let expectation = write_study(&dir.path().join("store")).await;
     let expectation_file = dir.path().join("expectation.json");
-    std::fs::write(&expectation_file, serde_json::to_vec_pretty(&expectation).unwrap()).unwrap();
+    std::fs::write(
+        &expectation_file,
+        serde_json::to_vec_pretty(&expectation).unwrap(),
+    )
+    .unwrap();
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/read_tables.py");
-    let output = Command::new(&python).arg(&script).arg(&expectation_file).output().unwrap();
+    let output = Command::new(&python)
+        .arg(&script)
+        .arg(&expectation_file)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     println!("{stdout}");
-    assert!(output.status.success(), "the Python readers disagree:\n{stdout}\n{stderr}");
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok ")).count(), 4 * Table::ALL.len(), "{stdout}");
+    assert!(
+        output.status.success(),
+        "the Python readers disagree:\n{stdout}\n{stderr}"
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("ok ")).count(),
+        4 * Table::ALL.len(),
+        "{stdout}"
+    );
 }

@@ -53,7 +53,12 @@ fn id_error_names_value_and_rule() {
 
 #[test]
 fn ids_deserialize_only_when_valid() {
-    assert_eq!(serde_json::from_str::<StudyId>("\"uk-bias_1\"").unwrap().as_str(), "uk-bias_1");
+    assert_eq!(
+        serde_json::from_str::<StudyId>("\"uk-bias_1\"")
+            .unwrap()
+            .as_str(),
+        "uk-bias_1"
+    );
     assert!(serde_json::from_str::<StudyId>("\"../uk\"").is_err());
 }
 
@@ -63,16 +68,29 @@ fn keys_follow_the_layout() {
     let shard = keys.shard(ModelId::new("llama-3-8b").unwrap(), 42);
 
     assert_eq!(keys.manifest().as_ref(), "uk-bias/manifest.json");
-    assert_eq!(keys.table_folder(Table::AttentionTopk).as_ref(), "uk-bias/attention_topk");
+    assert_eq!(
+        keys.table_folder(Table::AttentionTopk).as_ref(),
+        "uk-bias/attention_topk"
+    );
     assert_eq!(keys.commits_folder().as_ref(), "uk-bias/commits");
-    assert_eq!(shard.table_object(Table::AttentionTopk).as_ref(), "uk-bias/attention_topk/llama-3-8b-shard-00042.parquet");
-    assert_eq!(shard.commit_marker().as_ref(), "uk-bias/commits/llama-3-8b-shard-00042.json");
+    assert_eq!(
+        shard.table_object(Table::AttentionTopk).as_ref(),
+        "uk-bias/attention_topk/llama-3-8b-shard-00042.parquet"
+    );
+    assert_eq!(
+        shard.commit_marker().as_ref(),
+        "uk-bias/commits/llama-3-8b-shard-00042.json"
+    );
 }
 
 #[test]
 fn large_shard_ids_keep_all_digits() {
-    let shard = StudyKeys::new(StudyId::new("s").unwrap()).shard(ModelId::new("m").unwrap(), 1_234_567);
-    assert_eq!(shard.commit_marker().as_ref(), "s/commits/m-shard-1234567.json");
+    let shard =
+        StudyKeys::new(StudyId::new("s").unwrap()).shard(ModelId::new("m").unwrap(), 1_234_567);
+    assert_eq!(
+        shard.commit_marker().as_ref(),
+        "s/commits/m-shard-1234567.json"
+    );
 }
 
 #[test]
@@ -87,7 +105,10 @@ fn every_key_stays_under_its_study() {
                 let parts: Vec<String> = path.parts().map(|p| p.as_ref().to_string()).collect();
                 assert_eq!(parts.len(), 3, "{path} is not study/folder/object");
                 assert_eq!(parts[0], "s", "{path} left the study folder");
-                assert!(parts.iter().all(|p| p != ".." && p != "." && !p.is_empty()), "{path}");
+                assert!(
+                    parts.iter().all(|p| p != ".." && p != "." && !p.is_empty()),
+                    "{path}"
+                );
             }
         }
     }
@@ -100,7 +121,10 @@ fn object_names_parse_back_to_their_key() {
         for shard in [0, 7, 123_456] {
             let key = ShardKey::new(study.clone(), ModelId::new(model).unwrap(), shard);
             let name = format!("{}.json", key.file_stem());
-            assert_eq!(ShardKey::parse_object_name(&study, &name, "json"), Some(key));
+            assert_eq!(
+                ShardKey::parse_object_name(&study, &name, "json"),
+                Some(key)
+            );
         }
     }
 }
@@ -119,7 +143,11 @@ fn foreign_object_names_do_not_parse() {
         "notes.json",
         "m-shard-00001.json.tmp",
     ] {
-        assert_eq!(ShardKey::parse_object_name(&study, name, "json"), None, "{name} parsed");
+        assert_eq!(
+            ShardKey::parse_object_name(&study, name, "json"),
+            None,
+            "{name} parsed"
+        );
     }
 }
 

@@ -37,7 +37,10 @@ pub struct ExportArgs {
 
 /// Runs `gaze export`. Only shards with a commit marker are exported.
 pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
-    let options = StoreOptions { create: false, ..StoreOptions::default() };
+    let options = StoreOptions {
+        create: false,
+        ..StoreOptions::default()
+    };
     let store = Store::open_with(&args.store, &options)?;
     let study = StudyId::new(&args.study)?;
 
@@ -58,7 +61,11 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn export_to_stdout(store: &Store, study: &StudyId, args: &ExportArgs) -> anyhow::Result<ExportSummary> {
+async fn export_to_stdout(
+    store: &Store,
+    study: &StudyId,
+    args: &ExportArgs,
+) -> anyhow::Result<ExportSummary> {
     let mut out = BufWriter::new(io::stdout().lock());
     let summary = export_table(store, study, args.table, args.format, &mut out).await?;
     out.flush().context("writing to standard output failed")?;
@@ -66,9 +73,11 @@ async fn export_to_stdout(store: &Store, study: &StudyId, args: &ExportArgs) -> 
 }
 
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
-    error
-        .chain()
-        .any(|cause| cause.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe))
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Writes to `<path>.partial` and renames it into place, so that a failed
@@ -83,7 +92,8 @@ async fn export_to_file(
     partial.push(".partial");
     let partial = PathBuf::from(partial);
 
-    let file = File::create(&partial).with_context(|| format!("cannot create {}", partial.display()))?;
+    let file =
+        File::create(&partial).with_context(|| format!("cannot create {}", partial.display()))?;
     let written = write_export(store, study, args, file).await;
     if written.is_err() {
         let _ = std::fs::remove_file(&partial);

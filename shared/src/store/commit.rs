@@ -54,7 +54,8 @@ impl CommitMarker {
 /// what makes the shard count as done.
 pub async fn write_commit_marker(store: &Store, marker: &CommitMarker) -> Result<(), StoreError> {
     let key = marker.key().commit_marker();
-    let json = serde_json::to_vec_pretty(marker).expect("a commit marker always serializes to JSON");
+    let json =
+        serde_json::to_vec_pretty(marker).expect("a commit marker always serializes to JSON");
     store.put(&key, Bytes::from(json)).await?;
 
     tracing::info!(
@@ -68,14 +69,22 @@ pub async fn write_commit_marker(store: &Store, marker: &CommitMarker) -> Result
 ///
 /// A marker that does not parse, or that names another shard, is an error:
 /// it is never taken as "not committed", because that would hide a fault.
-pub async fn read_commit_marker(store: &Store, shard: &ShardKey) -> Result<Option<CommitMarker>, StoreError> {
+pub async fn read_commit_marker(
+    store: &Store,
+    shard: &ShardKey,
+) -> Result<Option<CommitMarker>, StoreError> {
     let key = shard.commit_marker();
     let Some(bytes) = store.get(&key).await? else {
         return Ok(None);
     };
-    let corrupt = |reason: String| StoreError::CorruptMarker { key: key.to_string(), url: store.url.clone(), reason };
+    let corrupt = |reason: String| StoreError::CorruptMarker {
+        key: key.to_string(),
+        url: store.url.clone(),
+        reason,
+    };
 
-    let marker: CommitMarker = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let marker: CommitMarker =
+        serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
     if &marker.key() != shard {
         return Err(corrupt(format!("it names shard {}", marker.key())));
     }
@@ -84,7 +93,10 @@ pub async fn read_commit_marker(store: &Store, shard: &ShardKey) -> Result<Optio
 
 /// Lists the committed shards of every model in a study, from the names in
 /// `<study>/commits/`. Objects there with other names are skipped.
-pub async fn committed_shard_keys(store: &Store, study: &StudyId) -> Result<BTreeSet<ShardKey>, StoreError> {
+pub async fn committed_shard_keys(
+    store: &Store,
+    study: &StudyId,
+) -> Result<BTreeSet<ShardKey>, StoreError> {
     let folder = StudyKeys::new(study.clone()).commits_folder();
     let mut keys = BTreeSet::new();
     for name in store.list_names(&folder).await? {
@@ -92,20 +104,33 @@ pub async fn committed_shard_keys(store: &Store, study: &StudyId) -> Result<BTre
             Some(key) => {
                 keys.insert(key);
             }
-            None => tracing::warn!(study = %study, object = %name, "skipped an object that is not a commit marker"),
+            None => {
+                tracing::warn!(study = %study, object = %name, "skipped an object that is not a commit marker")
+            }
         }
     }
     Ok(keys)
 }
 
 /// Lists the ids of one model's committed shards.
-pub async fn committed_shards(store: &Store, study: &StudyId, model: &ModelId) -> Result<BTreeSet<u32>, StoreError> {
+pub async fn committed_shards(
+    store: &Store,
+    study: &StudyId,
+    model: &ModelId,
+) -> Result<BTreeSet<u32>, StoreError> {
     let keys = committed_shard_keys(store, study).await?;
-    Ok(keys.into_iter().filter(|k| &k.model == model).map(|k| k.shard).collect())
+    Ok(keys
+        .into_iter()
+        .filter(|k| &k.model == model)
+        .map(|k| k.shard)
+        .collect())
 }
 
 /// Returns the planned shards that are not committed, in ascending order.
-pub fn pending_shards(planned: impl IntoIterator<Item = u32>, committed: &BTreeSet<u32>) -> Vec<u32> {
+pub fn pending_shards(
+    planned: impl IntoIterator<Item = u32>,
+    committed: &BTreeSet<u32>,
+) -> Vec<u32> {
     let planned: BTreeSet<u32> = planned.into_iter().collect();
     planned.difference(committed).copied().collect()
 }

@@ -40,7 +40,10 @@ pub enum StoreError {
     MissingFolder { path: PathBuf },
 
     #[error("cannot configure the store {url}: {source}")]
-    Configure { url: String, source: object_store::Error },
+    Configure {
+        url: String,
+        source: object_store::Error,
+    },
 
     #[error(transparent)]
     InvalidId(#[from] InvalidId),
@@ -61,18 +64,28 @@ pub enum StoreError {
         source: parquet::errors::ParquetError,
     },
 
-    #[error("no record batch was given for {key}; pass at least one, even with zero rows, so the file has a schema")]
+    #[error(
+        "no record batch was given for {key}; pass at least one, even with zero rows, so the file has a schema"
+    )]
     NoBatches { key: String },
 
     #[error(
         "commit marker {key} in store {url} is corrupt: {reason}; delete it so that the shard is run again"
     )]
-    CorruptMarker { key: String, url: String, reason: String },
+    CorruptMarker {
+        key: String,
+        url: String,
+        reason: String,
+    },
 
     #[error(
         "manifest {key} in store {url} is corrupt: {reason}; restore it from a backup, or name a new study"
     )]
-    CorruptManifest { key: String, url: String, reason: String },
+    CorruptManifest {
+        key: String,
+        url: String,
+        reason: String,
+    },
 
     #[error(transparent)]
     ManifestMismatch(Box<ManifestMismatch>),
@@ -112,12 +125,22 @@ fn hint(operation: Operation, source: &object_store::Error) -> &'static str {
 
 /// Shows an empty key, the store's root, by name.
 fn key_name(key: &str) -> &str {
-    if key.is_empty() { "the store root" } else { key }
+    if key.is_empty() {
+        "the store root"
+    } else {
+        key
+    }
 }
 
 impl StoreError {
     /// Returns true when the error is an object that does not exist.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, StoreError::Object { source: object_store::Error::NotFound { .. }, .. })
+        matches!(
+            self,
+            StoreError::Object {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }
+        )
     }
 }

@@ -35,15 +35,24 @@ pub struct InvalidId {
 }
 
 fn validate_id(kind: &'static str, value: &str) -> Result<(), InvalidId> {
-    let invalid = |reason| InvalidId { kind, value: value.to_string(), reason };
+    let invalid = |reason| InvalidId {
+        kind,
+        value: value.to_string(),
+        reason,
+    };
     if value.is_empty() {
         return Err(invalid("it is empty"));
     }
     if value.len() > MAX_ID_LEN {
         return Err(invalid("it is too long"));
     }
-    if !value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-        return Err(invalid("it contains a character other than A-Z, a-z, 0-9, '_' and '-'"));
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(invalid(
+            "it contains a character other than A-Z, a-z, 0-9, '_' and '-'",
+        ));
     }
     Ok(())
 }
@@ -127,7 +136,11 @@ impl StudyKeys {
     }
 
     pub fn shard(&self, model: ModelId, shard: u32) -> ShardKey {
-        ShardKey { study: self.study.clone(), model, shard }
+        ShardKey {
+            study: self.study.clone(),
+            model,
+            shard,
+        }
     }
 }
 
@@ -142,12 +155,21 @@ pub struct ShardKey {
 
 impl ShardKey {
     pub fn new(study: StudyId, model: ModelId, shard: u32) -> Self {
-        Self { study, model, shard }
+        Self {
+            study,
+            model,
+            shard,
+        }
     }
 
     /// `<model>-shard-<id>`, the id zero-padded to [`SHARD_ID_DIGITS`] digits.
     pub fn file_stem(&self) -> String {
-        format!("{}-shard-{:0width$}", self.model, self.shard, width = SHARD_ID_DIGITS)
+        format!(
+            "{}-shard-{:0width$}",
+            self.model,
+            self.shard,
+            width = SHARD_ID_DIGITS
+        )
     }
 
     /// `<study>/<table>/<model>-shard-<id>.parquet`.

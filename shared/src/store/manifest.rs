@@ -36,9 +36,17 @@ pub struct Manifest {
 pub enum ManifestChange {
     /// A fingerprint part has another value, or exists on one side only
     /// (`None` on the side that lacks it).
-    Part { part: String, existing: Option<String>, new: Option<String> },
+    Part {
+        part: String,
+        existing: Option<String>,
+        new: Option<String>,
+    },
     /// A model's identity changed, or the model was added or removed.
-    Model { model: String, existing: Option<String>, new: Option<String> },
+    Model {
+        model: String,
+        existing: Option<String>,
+        new: Option<String>,
+    },
     /// The overall fingerprint differs although every part matches.
     Fingerprint { existing: String, new: String },
     /// A top-level config section differs (reported only alongside a
@@ -49,19 +57,48 @@ pub enum ManifestChange {
 impl fmt::Display for ManifestChange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ManifestChange::Part { part, existing, new } => {
-                write!(f, "{part} changed ({} -> {})", short_optional(existing), short_optional(new))
+            ManifestChange::Part {
+                part,
+                existing,
+                new,
+            } => {
+                write!(
+                    f,
+                    "{part} changed ({} -> {})",
+                    short_optional(existing),
+                    short_optional(new)
+                )
             }
-            ManifestChange::Model { model, existing: None, .. } => write!(f, "model {model} was added"),
-            ManifestChange::Model { model, new: None, .. } => write!(f, "model {model} was removed"),
-            ManifestChange::Model { model, existing, new } => {
+            ManifestChange::Model {
+                model,
+                existing: None,
+                ..
+            } => write!(f, "model {model} was added"),
+            ManifestChange::Model {
+                model, new: None, ..
+            } => write!(f, "model {model} was removed"),
+            ManifestChange::Model {
+                model,
+                existing,
+                new,
+            } => {
                 let (existing, new) = (short_optional(existing), short_optional(new));
-                write!(f, "model {model} has other weights, config or tokenizer ({existing} -> {new})")
+                write!(
+                    f,
+                    "model {model} has other weights, config or tokenizer ({existing} -> {new})"
+                )
             }
             ManifestChange::Fingerprint { existing, new } => {
-                write!(f, "the fingerprint changed ({} -> {})", short(existing), short(new))
+                write!(
+                    f,
+                    "the fingerprint changed ({} -> {})",
+                    short(existing),
+                    short(new)
+                )
             }
-            ManifestChange::ConfigSection { section } => write!(f, "config section [{section}] differs"),
+            ManifestChange::ConfigSection { section } => {
+                write!(f, "config section [{section}] differs")
+            }
         }
     }
 }
@@ -97,15 +134,26 @@ pub fn check_manifest(existing: &Manifest, new: &Manifest) -> Result<(), Manifes
     let mut changes = Vec::new();
 
     for part in union_keys(&existing.fingerprint_parts, &new.fingerprint_parts) {
-        let (old, current) = (existing.fingerprint_parts.get(part), new.fingerprint_parts.get(part));
+        let (old, current) = (
+            existing.fingerprint_parts.get(part),
+            new.fingerprint_parts.get(part),
+        );
         if old != current {
-            changes.push(ManifestChange::Part { part: part.clone(), existing: old.cloned(), new: current.cloned() });
+            changes.push(ManifestChange::Part {
+                part: part.clone(),
+                existing: old.cloned(),
+                new: current.cloned(),
+            });
         }
     }
     for model in union_keys(&existing.models, &new.models) {
         let (old, current) = (existing.models.get(model), new.models.get(model));
         if old != current {
-            changes.push(ManifestChange::Model { model: model.clone(), existing: old.cloned(), new: current.cloned() });
+            changes.push(ManifestChange::Model {
+                model: model.clone(),
+                existing: old.cloned(),
+                new: current.cloned(),
+            });
         }
     }
     if changes.is_empty() && existing.fingerprint != new.fingerprint {
@@ -123,19 +171,33 @@ pub fn check_manifest(existing: &Manifest, new: &Manifest) -> Result<(), Manifes
             .into_iter()
             .map(|section| ManifestChange::ConfigSection { section }),
     );
-    Err(ManifestMismatch { study: existing.study.clone(), changes })
+    Err(ManifestMismatch {
+        study: existing.study.clone(),
+        changes,
+    })
 }
 
-fn union_keys<'a, V>(a: &'a BTreeMap<String, V>, b: &'a BTreeMap<String, V>) -> BTreeSet<&'a String> {
+fn union_keys<'a, V>(
+    a: &'a BTreeMap<String, V>,
+    b: &'a BTreeMap<String, V>,
+) -> BTreeSet<&'a String> {
     a.keys().chain(b.keys()).collect()
 }
 
 fn differing_sections(existing: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
     let (Some(existing), Some(new)) = (existing.as_object(), new.as_object()) else {
-        return if existing == new { Vec::new() } else { vec!["(whole config)".into()] };
+        return if existing == new {
+            Vec::new()
+        } else {
+            vec!["(whole config)".into()]
+        };
     };
     let sections: BTreeSet<&String> = existing.keys().chain(new.keys()).collect();
-    sections.into_iter().filter(|s| existing.get(*s) != new.get(*s)).cloned().collect()
+    sections
+        .into_iter()
+        .filter(|s| existing.get(*s) != new.get(*s))
+        .cloned()
+        .collect()
 }
 
 /// Outcome of [`write_or_check_manifest`].
@@ -151,7 +213,10 @@ pub enum ManifestStatus {
 ///
 /// Safe when two coordinators start the same study at once: the write only
 /// succeeds if no manifest exists, and the loser compares with the winner's.
-pub async fn write_or_check_manifest(store: &Store, manifest: &Manifest) -> Result<ManifestStatus, StoreError> {
+pub async fn write_or_check_manifest(
+    store: &Store,
+    manifest: &Manifest,
+) -> Result<ManifestStatus, StoreError> {
     let key = StudyKeys::new(manifest.study.clone()).manifest();
     let json = serde_json::to_vec_pretty(manifest).expect("a manifest always serializes to JSON");
 
@@ -165,7 +230,9 @@ pub async fn write_or_check_manifest(store: &Store, manifest: &Manifest) -> Resu
         .ok_or_else(|| StoreError::CorruptManifest {
             key: key.to_string(),
             url: store.url.clone(),
-            reason: "it was there when written and gone when read; it may have been deleted meanwhile".into(),
+            reason:
+                "it was there when written and gone when read; it may have been deleted meanwhile"
+                    .into(),
         })?;
     check_manifest(&existing, manifest).map_err(|m| StoreError::ManifestMismatch(Box::new(m)))?;
     Ok(ManifestStatus::Matches)
@@ -177,11 +244,12 @@ pub async fn read_manifest(store: &Store, study: &StudyId) -> Result<Option<Mani
     let Some(bytes) = store.get(&key).await? else {
         return Ok(None);
     };
-    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| StoreError::CorruptManifest {
-        key: key.to_string(),
-        url: store.url.clone(),
-        reason: e.to_string(),
-    })?;
+    let manifest: Manifest =
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::CorruptManifest {
+            key: key.to_string(),
+            url: store.url.clone(),
+            reason: e.to_string(),
+        })?;
     if &manifest.study != study {
         return Err(StoreError::CorruptManifest {
             key: key.to_string(),

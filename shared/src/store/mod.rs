@@ -38,13 +38,17 @@ mod open;
 mod write;
 
 pub use commit::{
-    CommitMarker, ShardTimings, committed_shard_keys, committed_shards, pending_shards, read_commit_marker,
-    write_commit_marker,
+    CommitMarker, ShardTimings, committed_shard_keys, committed_shards, pending_shards,
+    read_commit_marker, write_commit_marker,
 };
 pub use error::{Operation, StoreError};
-pub use keys::{COMMITS_FOLDER, InvalidId, MANIFEST_NAME, MAX_ID_LEN, ModelId, SHARD_ID_DIGITS, ShardKey, StudyId, StudyKeys};
+pub use keys::{
+    COMMITS_FOLDER, InvalidId, MANIFEST_NAME, MAX_ID_LEN, ModelId, SHARD_ID_DIGITS, ShardKey,
+    StudyId, StudyKeys,
+};
 pub use manifest::{
-    Manifest, ManifestChange, ManifestMismatch, ManifestStatus, check_manifest, read_manifest, write_or_check_manifest,
+    Manifest, ManifestChange, ManifestMismatch, ManifestStatus, check_manifest, read_manifest,
+    write_or_check_manifest,
 };
 pub use open::{Store, StoreOptions};
 pub use write::{TableWritten, UPLOAD_PART_BYTES, write_shard, write_table};

@@ -36,7 +36,12 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { create: true, s3_endpoint: None, s3_allow_http: None, s3_config: Vec::new() }
+        Self {
+            create: true,
+            s3_endpoint: None,
+            s3_allow_http: None,
+            s3_config: Vec::new(),
+        }
     }
 }
 
@@ -83,14 +88,19 @@ impl Store {
         let store = match url.split_once("://") {
             None => open_local(url, FsPath::new(url), options)?,
             Some(("file", _)) => {
-                let path = parse_url(url)?.to_file_path().map_err(|()| StoreError::InvalidUrl {
-                    url: url.to_string(),
-                    reason: "a file URL needs an absolute local path, as in file:///data/gaze".into(),
-                })?;
+                let path = parse_url(url)?
+                    .to_file_path()
+                    .map_err(|()| StoreError::InvalidUrl {
+                        url: url.to_string(),
+                        reason: "a file URL needs an absolute local path, as in file:///data/gaze"
+                            .into(),
+                    })?;
                 open_local(url, &path, options)?
             }
             Some(("s3", _)) => open_s3(url, options)?,
-            Some(("memory", rest)) => Store::new(Arc::new(InMemory::new()), parse_prefix(url, rest)?, url),
+            Some(("memory", rest)) => {
+                Store::new(Arc::new(InMemory::new()), parse_prefix(url, rest)?, url)
+            }
             Some((scheme, _)) => {
                 return Err(StoreError::InvalidUrl {
                     url: redact(url),
@@ -106,7 +116,11 @@ impl Store {
 
     /// Wraps any object store, such as one a test builds.
     pub fn new(inner: Arc<dyn ObjectStore>, prefix: Path, url: &str) -> Store {
-        Store { inner, prefix, url: url.to_string() }
+        Store {
+            inner,
+            prefix,
+            url: url.to_string(),
+        }
     }
 
     /// Returns the location of `key` inside `inner`: the prefix joined with the key.
@@ -114,8 +128,18 @@ impl Store {
         Path::from_iter(self.prefix.parts().chain(key.parts()))
     }
 
-    fn object_error(&self, operation: Operation, key: &Path, source: object_store::Error) -> StoreError {
-        StoreError::Object { operation, key: key.to_string(), url: self.url.clone(), source }
+    fn object_error(
+        &self,
+        operation: Operation,
+        key: &Path,
+        source: object_store::Error,
+    ) -> StoreError {
+        StoreError::Object {
+            operation,
+            key: key.to_string(),
+            url: self.url.clone(),
+            source,
+        }
     }
 
     /// Writes `bytes` to `key`, replacing any object there.
@@ -130,8 +154,15 @@ impl Store {
     /// Writes `bytes` to `key` only if no object is there. Returns false,
     /// writing nothing, when one is.
     pub async fn put_if_absent(&self, key: &Path, bytes: Bytes) -> Result<bool, StoreError> {
-        let options = PutOptions { mode: PutMode::Create, ..Default::default() };
-        match self.inner.put_opts(&self.location(key), PutPayload::from(bytes), options).await {
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .inner
+            .put_opts(&self.location(key), PutPayload::from(bytes), options)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
             Err(e) => Err(self.object_error(Operation::Write, key, e)),
@@ -145,7 +176,10 @@ impl Store {
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(self.object_error(Operation::Read, key, e)),
         };
-        let bytes = result.bytes().await.map_err(|e| self.object_error(Operation::Read, key, e))?;
+        let bytes = result
+            .bytes()
+            .await
+            .map_err(|e| self.object_error(Operation::Read, key, e))?;
         Ok(Some(bytes))
     }
 
@@ -158,8 +192,11 @@ impl Store {
             .list_with_delimiter(Some(&location))
             .await
             .map_err(|e| self.object_error(Operation::List, folder, e))?;
-        let mut names: Vec<String> =
-            listing.objects.iter().filter_map(|meta| meta.location.filename().map(String::from)).collect();
+        let mut names: Vec<String> = listing
+            .objects
+            .iter()
+            .filter_map(|meta| meta.location.filename().map(String::from))
+            .collect();
         names.sort();
         Ok(names)
     }
@@ -186,25 +223,35 @@ impl Store {
             .await
             .map_err(|e| self.object_error(Operation::List, folder, e))?;
         let skip = self.prefix.parts_count();
-        let mut keys: Vec<Path> =
-            metas.iter().map(|meta| Path::from_iter(meta.location.parts().skip(skip))).collect();
+        let mut keys: Vec<Path> = metas
+            .iter()
+            .map(|meta| Path::from_iter(meta.location.parts().skip(skip)))
+            .collect();
         keys.sort();
         Ok(keys)
     }
 }
 
 fn open_local(url: &str, path: &FsPath, options: &StoreOptions) -> Result<Store, StoreError> {
-    let path: PathBuf = std::path::absolute(path)
-        .map_err(|source| StoreError::CreateFolder { path: path.to_path_buf(), source })?;
+    let path: PathBuf = std::path::absolute(path).map_err(|source| StoreError::CreateFolder {
+        path: path.to_path_buf(),
+        source,
+    })?;
     if options.create {
-        std::fs::create_dir_all(&path).map_err(|source| StoreError::CreateFolder { path: path.clone(), source })?;
+        std::fs::create_dir_all(&path).map_err(|source| StoreError::CreateFolder {
+            path: path.clone(),
+            source,
+        })?;
     } else if !path.is_dir() {
         return Err(StoreError::MissingFolder { path });
     }
 
     // fsync makes a commit marker durable only after the files it vouches for.
     let local = LocalFileSystem::new_with_prefix(&path)
-        .map_err(|source| StoreError::Configure { url: url.to_string(), source })?
+        .map_err(|source| StoreError::Configure {
+            url: url.to_string(),
+            source,
+        })?
         .with_fsync(true);
     Ok(Store::new(Arc::new(local), Path::default(), url))
 }
@@ -217,10 +264,14 @@ fn open_s3(url: &str, options: &StoreOptions) -> Result<Store, StoreError> {
             reason: "credentials in the URL are not supported; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into(),
         });
     }
-    let bucket = parsed.host_str().filter(|b| !b.is_empty()).ok_or_else(|| StoreError::InvalidUrl {
-        url: url.to_string(),
-        reason: "the URL names no bucket; write s3://bucket/prefix".into(),
-    })?;
+    let bucket =
+        parsed
+            .host_str()
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| StoreError::InvalidUrl {
+                url: url.to_string(),
+                reason: "the URL names no bucket; write s3://bucket/prefix".into(),
+            })?;
     let prefix = parse_prefix(url, parsed.path())?;
 
     let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
@@ -234,7 +285,10 @@ fn open_s3(url: &str, options: &StoreOptions) -> Result<Store, StoreError> {
     }
     let allow_http = options.s3_allow_http.or_else(|| {
         // Writing an http:// endpoint is the request for plain HTTP.
-        endpoint.as_deref().filter(|e| e.starts_with("http://")).map(|_| true)
+        endpoint
+            .as_deref()
+            .filter(|e| e.starts_with("http://"))
+            .map(|_| true)
     });
     if let Some(allow_http) = allow_http {
         builder = builder.with_allow_http(allow_http);
@@ -242,17 +296,25 @@ fn open_s3(url: &str, options: &StoreOptions) -> Result<Store, StoreError> {
     for (key, value) in &options.s3_config {
         let key: AmazonS3ConfigKey = key.parse().map_err(|_| StoreError::InvalidUrl {
             url: url.to_string(),
-            reason: format!("unknown S3 option {key:?}; use an object_store AmazonS3ConfigKey name"),
+            reason: format!(
+                "unknown S3 option {key:?}; use an object_store AmazonS3ConfigKey name"
+            ),
         })?;
         builder = builder.with_config(key, value);
     }
 
-    let s3 = builder.build().map_err(|source| StoreError::Configure { url: url.to_string(), source })?;
+    let s3 = builder.build().map_err(|source| StoreError::Configure {
+        url: url.to_string(),
+        source,
+    })?;
     Ok(Store::new(Arc::new(s3), prefix, url))
 }
 
 fn parse_url(url: &str) -> Result<url::Url, StoreError> {
-    url::Url::parse(url).map_err(|e| StoreError::InvalidUrl { url: redact(url), reason: e.to_string() })
+    url::Url::parse(url).map_err(|e| StoreError::InvalidUrl {
+        url: redact(url),
+        reason: e.to_string(),
+    })
 }
 
 /// Parses the part of a URL after the bucket into an object path, rejecting
@@ -282,7 +344,10 @@ mod tests {
 
     #[test]
     fn redact_hides_user_and_password() {
-        assert_eq!(redact("s3://key:secret@bucket/p"), "s3://<redacted>@bucket/p");
+        assert_eq!(
+            redact("s3://key:secret@bucket/p"),
+            "s3://<redacted>@bucket/p"
+        );
         assert_eq!(redact("s3://bucket/p"), "s3://bucket/p");
     }
 
@@ -290,7 +355,10 @@ mod tests {
     fn s3_url_credentials_are_rejected() {
         let err = Store::open("s3://AKIAEXAMPLE:topsecret@bucket/prefix").unwrap_err();
         let message = err.to_string();
-        assert!(message.contains("credentials in the URL are not supported"), "{message}");
+        assert!(
+            message.contains("credentials in the URL are not supported"),
+            "{message}"
+        );
         assert!(!message.contains("topsecret"), "{message}");
         assert!(!message.contains("AKIAEXAMPLE"), "{message}");
     }
@@ -322,7 +390,9 @@ mod tests {
 
     #[test]
     fn prefix_with_dot_dot_is_rejected() {
-        let message = Store::open("memory://root/../other").unwrap_err().to_string();
+        let message = Store::open("memory://root/../other")
+            .unwrap_err()
+            .to_string();
         assert!(message.contains("invalid prefix"), "{message}");
     }
 }

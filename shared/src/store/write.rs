@@ -45,7 +45,9 @@ pub async fn write_table(
     batches: &[RecordBatch],
 ) -> Result<TableWritten, StoreError> {
     let key = shard.table_object(table);
-    let first = batches.first().ok_or_else(|| StoreError::NoBatches { key: key.to_string() })?;
+    let first = batches.first().ok_or_else(|| StoreError::NoBatches {
+        key: key.to_string(),
+    })?;
     let parquet_error = |source| write_error(store, &key, source);
 
     let upload = Upload::new(BufWriter::with_capacity(
@@ -54,7 +56,8 @@ pub async fn write_table(
         UPLOAD_PART_BYTES,
     ));
     let properties = writer_properties(table, &first.schema());
-    let mut writer = AsyncArrowWriter::try_new(upload, first.schema(), Some(properties)).map_err(parquet_error)?;
+    let mut writer = AsyncArrowWriter::try_new(upload, first.schema(), Some(properties))
+        .map_err(parquet_error)?;
 
     match write_all(&mut writer, batches).await {
         Ok(rows) => {
@@ -108,7 +111,12 @@ fn write_error(store: &Store, key: &Path, source: ParquetError) -> StoreError {
         },
         other => other,
     };
-    StoreError::Parquet { operation: Operation::Write, key: key.to_string(), url: store.url.clone(), source }
+    StoreError::Parquet {
+        operation: Operation::Write,
+        key: key.to_string(),
+        url: store.url.clone(),
+        source,
+    }
 }
 
 /// Unwraps the object store error that `BufWriter` packs into an I/O error.
@@ -119,7 +127,10 @@ fn upload_error(error: std::io::Error) -> ParquetError {
     }
 }
 
-async fn write_all(writer: &mut AsyncArrowWriter<Upload>, batches: &[RecordBatch]) -> Result<u64, ParquetError> {
+async fn write_all(
+    writer: &mut AsyncArrowWriter<Upload>,
+    batches: &[RecordBatch],
+) -> Result<u64, ParquetError> {
     let mut rows = 0;
     for batch in batches {
         writer.write(batch).await?;
@@ -141,7 +152,10 @@ struct Upload {
 
 impl Upload {
     fn new(inner: BufWriter) -> Self {
-        Self { inner, completing: false }
+        Self {
+            inner,
+            completing: false,
+        }
     }
 
     /// Aborts a multipart upload in progress. Errors are logged, not
@@ -159,7 +173,10 @@ impl Upload {
 impl AsyncFileWriter for Upload {
     fn write(&mut self, bytes: Bytes) -> BoxFuture<'_, parquet::errors::Result<()>> {
         async move {
-            self.inner.put(bytes).await.map_err(|e| ParquetError::External(Box::new(e)))?;
+            self.inner
+                .put(bytes)
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))?;
             Ok(())
         }
         .boxed()

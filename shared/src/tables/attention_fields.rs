@@ -87,15 +87,23 @@ pub fn attention_fields_batch(records: &[AttentionFieldRecord]) -> Result<Record
         .required("step", int32(rows.iter().map(|r| r.step)))
         .required("layer", int32(rows.iter().map(|r| r.layer)))
         .required("head", int32(rows.iter().map(|r| r.head)))
-        .required("target_kind", utf8(rows.iter().map(|r| r.target_kind.as_str())))
+        .required(
+            "target_kind",
+            utf8(rows.iter().map(|r| r.target_kind.as_str())),
+        )
         .required("target", utf8(rows.iter().map(|r| r.target.as_str())))
         .required("mass", float32(rows.iter().map(|r| r.mass)))
-        .required("mass_per_token", float32(rows.iter().map(|r| r.mass_per_token)))
+        .required(
+            "mass_per_token",
+            float32(rows.iter().map(|r| r.mass_per_token)),
+        )
         .required("token_count", int32(rows.iter().map(|r| r.token_count)));
     columns.finish()
 }
 
 /// Returns the schema of the `attention_fields` table.
 pub fn attention_fields_schema() -> SchemaRef {
-    attention_fields_batch(&[]).expect("an empty attention_fields batch always builds").schema()
+    attention_fields_batch(&[])
+        .expect("an empty attention_fields batch always builds")
+        .schema()
 }

@@ -29,8 +29,13 @@ pub fn attention_rows_batch(records: &[AttentionRowRecord]) -> Result<RecordBatc
     let rows = sorted_by(records, |r| (r.sample_id, r.step, r.layer, r.head));
 
     let value_count = rows.iter().map(|r| r.scores.len()).sum();
-    let mut scores = ListBuilder::with_capacity(Float32Builder::with_capacity(value_count), rows.len())
-        .with_field(Arc::new(arrow::datatypes::Field::new("item", arrow::datatypes::DataType::Float32, false)));
+    let mut scores =
+        ListBuilder::with_capacity(Float32Builder::with_capacity(value_count), rows.len())
+            .with_field(Arc::new(arrow::datatypes::Field::new(
+                "item",
+                arrow::datatypes::DataType::Float32,
+                false,
+            )));
     for row in &rows {
         scores.values().append_slice(&row.scores);
         scores.append(true);
@@ -50,5 +55,7 @@ pub fn attention_rows_batch(records: &[AttentionRowRecord]) -> Result<RecordBatc
 
 /// Returns the schema of the `attention_rows` table.
 pub fn attention_rows_schema() -> SchemaRef {
-    attention_rows_batch(&[]).expect("an empty attention_rows batch always builds").schema()
+    attention_rows_batch(&[])
+        .expect("an empty attention_rows batch always builds")
+        .schema()
 }

@@ -50,8 +50,14 @@ pub fn attention_topk_batch(records: &[AttentionTopkRecord]) -> Result<RecordBat
         .required("model", utf8(rows.iter().map(|r| r.model.as_str())))
         .required("topic", utf8(rows.iter().map(|r| r.topic.as_str())))
         .required("step", int32(rows.iter().map(|r| r.step)))
-        .required("generated_token", utf8(rows.iter().map(|r| r.generated_token.as_str())))
-        .required("generated_token_id", int32(rows.iter().map(|r| r.generated_token_id)))
+        .required(
+            "generated_token",
+            utf8(rows.iter().map(|r| r.generated_token.as_str())),
+        )
+        .required(
+            "generated_token_id",
+            int32(rows.iter().map(|r| r.generated_token_id)),
+        )
         .required("layer", int32(rows.iter().map(|r| r.layer)))
         .required("head", int32(rows.iter().map(|r| r.head)))
         .required("kv_head", int32(rows.iter().map(|r| r.kv_head)))
@@ -61,11 +67,16 @@ pub fn attention_topk_batch(records: &[AttentionTopkRecord]) -> Result<RecordBat
         .required("text", utf8(rows.iter().map(|r| r.text.as_str())))
         .required("score", float32(rows.iter().map(|r| r.score)))
         .required("region", utf8(rows.iter().map(|r| r.region.as_str())))
-        .optional("field", optional_utf8(rows.iter().map(|r| r.field.as_deref())));
+        .optional(
+            "field",
+            optional_utf8(rows.iter().map(|r| r.field.as_deref())),
+        );
     columns.finish()
 }
 
 /// Returns the schema of the `attention_topk` table.
 pub fn attention_topk_schema() -> SchemaRef {
-    attention_topk_batch(&[]).expect("an empty attention_topk batch always builds").schema()
+    attention_topk_batch(&[])
+        .expect("an empty attention_topk batch always builds")
+        .schema()
 }

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, Float32Array, Float64Array, Int32Array, Int64Array, StringArray};
+use arrow::array::{
+    ArrayRef, BooleanArray, Float32Array, Float64Array, Int32Array, Int64Array, StringArray,
+};
 use arrow::datatypes::{Field, Schema};
 use arrow::record_batch::RecordBatch;
 
@@ -18,7 +20,11 @@ pub(crate) struct Columns {
 
 impl Columns {
     pub(crate) fn new(table: Table) -> Self {
-        Self { table, fields: Vec::new(), arrays: Vec::new() }
+        Self {
+            table,
+            fields: Vec::new(),
+            arrays: Vec::new(),
+        }
     }
 
     /// Adds a column that never contains nulls; the type is the array's.
@@ -33,14 +39,18 @@ impl Columns {
     }
 
     fn push(&mut self, name: &str, nullable: bool, array: ArrayRef) -> &mut Self {
-        self.fields.push(Field::new(name, array.data_type().clone(), nullable));
+        self.fields
+            .push(Field::new(name, array.data_type().clone(), nullable));
         self.arrays.push(array);
         self
     }
 
     pub(crate) fn finish(self) -> Result<RecordBatch, TableError> {
         let schema = Arc::new(Schema::new(self.fields));
-        RecordBatch::try_new(schema, self.arrays).map_err(|source| TableError::Arrow { table: self.table, source })
+        RecordBatch::try_new(schema, self.arrays).map_err(|source| TableError::Arrow {
+            table: self.table,
+            source,
+        })
     }
 }
 

@@ -44,7 +44,9 @@ impl FromStr for ExportFormat {
         match name {
             "csv" => Ok(ExportFormat::Csv),
             "jsonl" => Ok(ExportFormat::Jsonl),
-            _ => Err(ExportError::UnknownFormat { name: name.to_string() }),
+            _ => Err(ExportError::UnknownFormat {
+                name: name.to_string(),
+            }),
         }
     }
 }
@@ -54,7 +56,9 @@ impl FromStr for ExportFormat {
 pub enum ExportError {
     #[error("unknown export format {name:?}; valid formats: csv, jsonl")]
     UnknownFormat { name: String },
-    #[error("column {column} of {table} is a list, which CSV cannot hold; export it with --format jsonl")]
+    #[error(
+        "column {column} of {table} is a list, which CSV cannot hold; export it with --format jsonl"
+    )]
     ListInCsv { table: Table, column: String },
     #[error(
         "shard file {key} has another schema than the earlier files of {table}; \
@@ -66,7 +70,10 @@ pub enum ExportError {
     #[error(transparent)]
     Store(Box<StoreError>),
     #[error("writing the {format} output failed: {source}")]
-    Write { format: ExportFormat, source: ArrowError },
+    Write {
+        format: ExportFormat,
+        source: ArrowError,
+    },
 }
 
 impl From<StoreError> for ExportError {
@@ -97,7 +104,10 @@ pub async fn export_table(
     out: impl Write,
 ) -> Result<ExportSummary, ExportError> {
     if read_manifest(store, study).await?.is_none() {
-        return Err(ExportError::UnknownStudy { study: study.clone(), url: store.url.clone() });
+        return Err(ExportError::UnknownStudy {
+            study: study.clone(),
+            url: store.url.clone(),
+        });
     }
     let objects = committed_table_objects(store, study, table).await?;
     let mut writer = TableWriter::new(format, out);
@@ -113,18 +123,25 @@ pub async fn export_table(
                     schema = Some(batch.schema());
                 }
                 Some(first) if first != &batch.schema() => {
-                    return Err(ExportError::SchemaChanged { table, key: key.to_string() });
+                    return Err(ExportError::SchemaChanged {
+                        table,
+                        key: key.to_string(),
+                    });
                 }
                 Some(_) => {}
             }
-            writer.write(batch).map_err(|source| ExportError::Write { format, source })?;
+            writer
+                .write(batch)
+                .map_err(|source| ExportError::Write { format, source })?;
             summary.rows += batch.num_rows() as u64;
         }
         summary.shards += 1;
         tracing::debug!(shard = %shard, table = %table, "exported shard");
     }
 
-    writer.finish().map_err(|source| ExportError::Write { format, source })?;
+    writer
+        .finish()
+        .map_err(|source| ExportError::Write { format, source })?;
     Ok(summary)
 }
 
@@ -132,9 +149,15 @@ fn check_format(table: Table, format: ExportFormat, schema: &SchemaRef) -> Resul
     if format != ExportFormat::Csv {
         return Ok(());
     }
-    let list = schema.fields().iter().find(|f| matches!(f.data_type(), DataType::List(_) | DataType::LargeList(_)));
+    let list = schema
+        .fields()
+        .iter()
+        .find(|f| matches!(f.data_type(), DataType::List(_) | DataType::LargeList(_)));
     match list {
-        Some(field) => Err(ExportError::ListInCsv { table, column: field.name().clone() }),
+        Some(field) => Err(ExportError::ListInCsv {
+            table,
+            column: field.name().clone(),
+        }),
         None => Ok(()),
     }
 }
@@ -148,7 +171,11 @@ enum TableWriter<W: Write> {
 impl<W: Write> TableWriter<W> {
     fn new(format: ExportFormat, out: W) -> Self {
         match format {
-            ExportFormat::Csv => TableWriter::Csv(Box::new(arrow::csv::WriterBuilder::new().with_header(true).build(out))),
+            ExportFormat::Csv => TableWriter::Csv(Box::new(
+                arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(out),
+            )),
             ExportFormat::Jsonl => TableWriter::Jsonl(arrow::json::LineDelimitedWriter::new(out)),
         }
     }

@@ -24,7 +24,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-pub use attention_fields::{AttentionFieldRecord, TargetKind, attention_fields_batch, attention_fields_schema};
+pub use attention_fields::{
+    AttentionFieldRecord, TargetKind, attention_fields_batch, attention_fields_schema,
+};
 pub use attention_rows::{AttentionRowRecord, attention_rows_batch, attention_rows_schema};
 pub use attention_topk::{AttentionTopkRecord, attention_topk_batch, attention_topk_schema};
 pub use export::{ExportError, ExportFormat, ExportSummary, export_table};
@@ -37,15 +39,34 @@ pub use tokens::{TokenRecord, tokens_batch, tokens_schema};
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
     #[error("column name {name:?} of {table} is invalid: {reason}")]
-    InvalidColumn { table: Table, name: String, reason: String },
-    #[error("sample {sample_id} has template field {field:?}, which the study does not declare; declared fields: {declared}")]
-    UnknownField { sample_id: i64, field: String, declared: String },
-    #[error("sample {sample_id} has a probability for label {label:?}, which the study does not declare; declared labels: {declared}")]
-    UnknownLabel { sample_id: i64, label: String, declared: String },
+    InvalidColumn {
+        table: Table,
+        name: String,
+        reason: String,
+    },
+    #[error(
+        "sample {sample_id} has template field {field:?}, which the study does not declare; declared fields: {declared}"
+    )]
+    UnknownField {
+        sample_id: i64,
+        field: String,
+        declared: String,
+    },
+    #[error(
+        "sample {sample_id} has a probability for label {label:?}, which the study does not declare; declared labels: {declared}"
+    )]
+    UnknownLabel {
+        sample_id: i64,
+        label: String,
+        declared: String,
+    },
     #[error("sample {sample_id} has seed {seed}, above the largest Int64 ({max}); derive seeds below 2^63", max = i64::MAX)]
     SeedOutOfRange { sample_id: i64, seed: u64 },
     #[error("building the {table} batch failed: {source}")]
-    Arrow { table: Table, source: arrow::error::ArrowError },
+    Arrow {
+        table: Table,
+        source: arrow::error::ArrowError,
+    },
 }
 
 /// The tables of a study. The names are the folder names in the store and
@@ -112,6 +133,8 @@ impl FromStr for Table {
         Table::ALL
             .into_iter()
             .find(|t| t.as_str() == name)
-            .ok_or_else(|| UnknownTable { name: name.to_string() })
+            .ok_or_else(|| UnknownTable {
+                name: name.to_string(),
+            })
     }
 }

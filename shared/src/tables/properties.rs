@@ -26,7 +26,14 @@ fn sort_columns(table: Table) -> &'static [&'static str] {
         Table::Samples => &["sample_id"],
         Table::Tokens => &["sample_id", "position"],
         Table::AttentionTopk => &["sample_id", "step", "layer", "head", "rank"],
-        Table::AttentionFields => &["sample_id", "step", "layer", "head", "target_kind", "target"],
+        Table::AttentionFields => &[
+            "sample_id",
+            "step",
+            "layer",
+            "head",
+            "target_kind",
+            "target",
+        ],
         Table::AttentionRows => &["sample_id", "step", "layer", "head"],
     }
 }
@@ -48,13 +55,28 @@ pub fn writer_properties(table: Table, schema: &Schema) -> WriterProperties {
         .expect("table schemas use only types that Parquet stores");
     let mut sorting = Vec::new();
     for (index, column) in descriptor.columns().iter().enumerate() {
-        if matches!(column.physical_type(), PhysicalType::FLOAT | PhysicalType::DOUBLE) {
+        if matches!(
+            column.physical_type(),
+            PhysicalType::FLOAT | PhysicalType::DOUBLE
+        ) {
             builder = builder.set_column_dictionary_enabled(column.path().clone(), false);
         }
-        if let Some(order) = sort_columns(table).iter().position(|c| column.path().string() == *c) {
-            sorting.push((order, SortingColumn { column_idx: index as i32, descending: false, nulls_first: false }));
+        if let Some(order) = sort_columns(table)
+            .iter()
+            .position(|c| column.path().string() == *c)
+        {
+            sorting.push((
+                order,
+                SortingColumn {
+                    column_idx: index as i32,
+                    descending: false,
+                    nulls_first: false,
+                },
+            ));
         }
     }
     sorting.sort_by_key(|(order, _)| *order);
-    builder.set_sorting_columns(Some(sorting.into_iter().map(|(_, c)| c).collect())).build()
+    builder
+        .set_sorting_columns(Some(sorting.into_iter().map(|(_, c)| c).collect()))
+        .build()
 }

@@ -5,7 +5,9 @@ use object_store::path::Path;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::Table;
-use crate::store::{Operation, ShardKey, Store, StoreError, StudyId, StudyKeys, committed_shard_keys};
+use crate::store::{
+    Operation, ShardKey, Store, StoreError, StudyId, StudyKeys, committed_shard_keys,
+};
 
 /// Lists the Parquet objects of `table` whose shard is committed, in key
 /// order (model, then shard id). Files of uncommitted shards are skipped:
@@ -39,7 +41,10 @@ pub async fn committed_table_objects(
 ///
 /// NOTE: the object is held in memory while it is decoded; shard files are
 /// sized so that this is cheap.
-pub async fn read_parquet_object(store: &Store, key: &Path) -> Result<Vec<RecordBatch>, StoreError> {
+pub async fn read_parquet_object(
+    store: &Store,
+    key: &Path,
+) -> Result<Vec<RecordBatch>, StoreError> {
     let parquet_error = |source| StoreError::Parquet {
         operation: Operation::Read,
         key: key.to_string(),
@@ -50,10 +55,16 @@ pub async fn read_parquet_object(store: &Store, key: &Path) -> Result<Vec<Record
         operation: Operation::Read,
         key: key.to_string(),
         url: store.url.clone(),
-        source: object_store::Error::NotFound { path: key.to_string(), source: "listed but gone".into() },
+        source: object_store::Error::NotFound {
+            path: key.to_string(),
+            source: "listed but gone".into(),
+        },
     })?;
 
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(parquet_error)?.build().map_err(parquet_error)?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(parquet_error)?
+        .build()
+        .map_err(parquet_error)?;
     reader
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| parquet_error(parquet::errors::ParquetError::from(e)))
@@ -61,7 +72,11 @@ pub async fn read_parquet_object(store: &Store, key: &Path) -> Result<Vec<Record
 
 /// Reads every committed shard of `table`, in key order (model, then shard
 /// id). Each shard's rows keep the order they were written in.
-pub async fn read_table(store: &Store, study: &StudyId, table: Table) -> Result<Vec<RecordBatch>, StoreError> {
+pub async fn read_table(
+    store: &Store,
+    study: &StudyId,
+    table: Table,
+) -> Result<Vec<RecordBatch>, StoreError> {
     let mut batches = Vec::new();
     for (_, key) in committed_table_objects(store, study, table).await? {
         batches.extend(read_parquet_object(store, &key).await?);

@@ -8,11 +8,12 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
 use super::columns::{
-    Columns, boolean, float32, float64, int32, int64, optional_float32, optional_int32, optional_utf8, sorted_by,
-    utf8,
+    Columns, boolean, float32, float64, int32, int64, optional_float32, optional_int32,
+    optional_utf8, sorted_by, utf8,
 };
 use super::{
-    Table, TableError, attention_fields_schema, attention_rows_schema, attention_topk_schema, tokens_schema,
+    Table, TableError, attention_fields_schema, attention_rows_schema, attention_topk_schema,
+    tokens_schema,
 };
 
 /// Columns of `samples` that do not depend on the study.
@@ -47,9 +48,20 @@ pub const FIXED_COLUMNS: [&str; 24] = [
 /// the fixed `samples` columns and every other table's columns, so that a
 /// join never meets two columns of one name with two meanings.
 pub fn reserved_columns() -> BTreeSet<String> {
-    let others = [tokens_schema(), attention_topk_schema(), attention_fields_schema(), attention_rows_schema()];
-    let other_columns = others.iter().flat_map(|schema| schema.fields().iter().map(|f| f.name().clone()));
-    FIXED_COLUMNS.iter().map(|c| c.to_string()).chain(other_columns).collect()
+    let others = [
+        tokens_schema(),
+        attention_topk_schema(),
+        attention_fields_schema(),
+        attention_rows_schema(),
+    ];
+    let other_columns = others
+        .iter()
+        .flat_map(|schema| schema.fields().iter().map(|f| f.name().clone()));
+    FIXED_COLUMNS
+        .iter()
+        .map(|c| c.to_string())
+        .chain(other_columns)
+        .collect()
 }
 
 /// One sampled decision.
@@ -120,7 +132,10 @@ impl SamplesSchema {
         for label in labels {
             claim_column(&mut taken, &label_column(label), "label")?;
         }
-        Ok(Self { fields: fields.to_vec(), labels: labels.to_vec() })
+        Ok(Self {
+            fields: fields.to_vec(),
+            labels: labels.to_vec(),
+        })
     }
 
     pub fn fields(&self) -> &[String] {
@@ -133,7 +148,9 @@ impl SamplesSchema {
 
     /// Returns the Arrow schema of the study's `samples` table.
     pub fn schema(&self) -> SchemaRef {
-        self.batch(&[]).expect("an empty samples batch always builds").schema()
+        self.batch(&[])
+            .expect("an empty samples batch always builds")
+            .schema()
     }
 
     /// Builds the `samples` batch, sorted by `sample_id`.
@@ -150,24 +167,47 @@ impl SamplesSchema {
             .required("topic", utf8(rows.iter().map(|r| r.topic.as_str())))
             .required("route", utf8(rows.iter().map(|r| r.route.as_str())));
         for field in &self.fields {
-            columns.optional(field, optional_utf8(rows.iter().map(|r| r.fields.get(field).map(String::as_str))));
+            columns.optional(
+                field,
+                optional_utf8(rows.iter().map(|r| r.fields.get(field).map(String::as_str))),
+            );
         }
         columns
             .required("prompt", utf8(rows.iter().map(|r| r.prompt.as_str())))
             .required("response", utf8(rows.iter().map(|r| r.response.as_str())))
-            .optional("decision", optional_utf8(rows.iter().map(|r| r.decision.as_deref())))
-            .required("decision_status", utf8(rows.iter().map(|r| r.decision_status.as_str())))
-            .optional("decision_step", optional_int32(rows.iter().map(|r| r.decision_step)));
+            .optional(
+                "decision",
+                optional_utf8(rows.iter().map(|r| r.decision.as_deref())),
+            )
+            .required(
+                "decision_status",
+                utf8(rows.iter().map(|r| r.decision_status.as_str())),
+            )
+            .optional(
+                "decision_step",
+                optional_int32(rows.iter().map(|r| r.decision_step)),
+            );
         for label in &self.labels {
-            let probabilities: ArrayRef =
-                optional_float32(rows.iter().map(|r| r.label_probabilities.get(label).copied()));
+            let probabilities: ArrayRef = optional_float32(
+                rows.iter()
+                    .map(|r| r.label_probabilities.get(label).copied()),
+            );
             columns.optional(&label_column(label), probabilities);
         }
         columns
-            .optional("label_mass", optional_float32(rows.iter().map(|r| r.label_mass)))
+            .optional(
+                "label_mass",
+                optional_float32(rows.iter().map(|r| r.label_mass)),
+            )
             .required("prompt_tokens", int32(rows.iter().map(|r| r.prompt_tokens)))
-            .required("generated_tokens", int32(rows.iter().map(|r| r.generated_tokens)))
-            .required("stop_reason", utf8(rows.iter().map(|r| r.stop_reason.as_str())))
+            .required(
+                "generated_tokens",
+                int32(rows.iter().map(|r| r.generated_tokens)),
+            )
+            .required(
+                "stop_reason",
+                utf8(rows.iter().map(|r| r.stop_reason.as_str())),
+            )
             .required("seed", int64(seeds.into_iter()))
             .required("temperature", float32(rows.iter().map(|r| r.temperature)))
             .required("top_p", float32(rows.iter().map(|r| r.top_p)))
@@ -177,7 +217,10 @@ impl SamplesSchema {
             .required("prefill_ms", float64(rows.iter().map(|r| r.prefill_ms)))
             .required("decode_ms", float64(rows.iter().map(|r| r.decode_ms)))
             .required("total_ms", float64(rows.iter().map(|r| r.total_ms)))
-            .required("collect_attention", boolean(rows.iter().map(|r| r.collect_attention)));
+            .required(
+                "collect_attention",
+                boolean(rows.iter().map(|r| r.collect_attention)),
+            );
         columns.finish()
     }
 
@@ -192,7 +235,11 @@ impl SamplesSchema {
                     declared: self.fields.join(", "),
                 });
             }
-            if let Some(label) = record.label_probabilities.keys().find(|l| !self.labels.contains(l)) {
+            if let Some(label) = record
+                .label_probabilities
+                .keys()
+                .find(|l| !self.labels.contains(l))
+            {
                 return Err(TableError::UnknownLabel {
                     sample_id: record.sample_id,
                     label: label.clone(),
@@ -200,7 +247,10 @@ impl SamplesSchema {
                 });
             }
             if i64::try_from(record.seed).is_err() {
-                return Err(TableError::SeedOutOfRange { sample_id: record.sample_id, seed: record.seed });
+                return Err(TableError::SeedOutOfRange {
+                    sample_id: record.sample_id,
+                    seed: record.seed,
+                });
             }
         }
         Ok(())
@@ -213,7 +263,11 @@ pub fn label_column(label: &str) -> String {
 }
 
 fn claim_column(taken: &mut BTreeSet<String>, name: &str, what: &str) -> Result<(), TableError> {
-    let invalid = |reason: String| TableError::InvalidColumn { table: Table::Samples, name: name.to_string(), reason };
+    let invalid = |reason: String| TableError::InvalidColumn {
+        table: Table::Samples,
+        name: name.to_string(),
+        reason,
+    };
     if name.is_empty() || name == label_column("") {
         return Err(invalid(format!("the {what} name is empty")));
     }

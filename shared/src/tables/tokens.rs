@@ -4,7 +4,9 @@
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
-use super::columns::{Columns, boolean, int32, int64, optional_int32, optional_utf8, sorted_by, utf8};
+use super::columns::{
+    Columns, boolean, int32, int64, optional_int32, optional_utf8, sorted_by, utf8,
+};
 use super::{Table, TableError};
 use crate::layout::Region;
 
@@ -50,12 +52,17 @@ pub fn tokens_batch(records: &[TokenRecord]) -> Result<RecordBatch, TableError> 
         .required("end", int32(rows.iter().map(|r| r.end)))
         .optional("word", optional_int32(rows.iter().map(|r| r.word)))
         .required("region", utf8(rows.iter().map(|r| r.region.as_str())))
-        .optional("field", optional_utf8(rows.iter().map(|r| r.field.as_deref())))
+        .optional(
+            "field",
+            optional_utf8(rows.iter().map(|r| r.field.as_deref())),
+        )
         .required("special", boolean(rows.iter().map(|r| r.special)));
     columns.finish()
 }
 
 /// Returns the schema of the `tokens` table.
 pub fn tokens_schema() -> SchemaRef {
-    tokens_batch(&[]).expect("an empty tokens batch always builds").schema()
+    tokens_batch(&[])
+        .expect("an empty tokens batch always builds")
+        .schema()
 }

@@ -10,8 +10,8 @@ use futures::stream::BoxStream;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
-    PutOptions, PutPayload, PutResult, Result, UploadPart,
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result, UploadPart,
 };
 
 #[derive(Debug)]
@@ -25,7 +25,11 @@ pub struct FailingStore {
 
 impl FailingStore {
     pub fn new(fail_on: &str) -> Self {
-        Self { inner: InMemory::new(), fail_on: fail_on.to_string(), aborts: Arc::new(AtomicUsize::new(0)) }
+        Self {
+            inner: InMemory::new(),
+            fail_on: fail_on.to_string(),
+            aborts: Arc::new(AtomicUsize::new(0)),
+        }
     }
 
     fn fails(&self, location: &Path) -> bool {
@@ -34,7 +38,10 @@ impl FailingStore {
 }
 
 fn injected(location: &Path) -> object_store::Error {
-    object_store::Error::Generic { store: "FailingStore", source: format!("injected failure writing {location}").into() }
+    object_store::Error::Generic {
+        store: "FailingStore",
+        source: format!("injected failure writing {location}").into(),
+    }
 }
 
 impl fmt::Display for FailingStore {
@@ -45,26 +52,41 @@ impl fmt::Display for FailingStore {
 
 #[async_trait]
 impl ObjectStore for FailingStore {
-    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
         if self.fails(location) {
             return Err(injected(location));
         }
         self.inner.put_opts(location, payload, opts).await
     }
 
-    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
         let upload = self.inner.put_multipart_opts(location, opts).await?;
         if !self.fails(location) {
             return Ok(upload);
         }
-        Ok(Box::new(FailingUpload { location: location.clone(), aborts: Arc::clone(&self.aborts) }))
+        Ok(Box::new(FailingUpload {
+            location: location.clone(),
+            aborts: Arc::clone(&self.aborts),
+        }))
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
         self.inner.get_opts(location, options).await
     }
 
-    fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
         self.inner.delete_stream(locations)
     }
 

@@ -10,10 +10,13 @@ use std::collections::BTreeMap;
 
 use arrow::record_batch::RecordBatch;
 use gaze_shared::layout::Region;
-use gaze_shared::store::{CommitMarker, Manifest, ModelId, ShardTimings, StudyId, UPLOAD_PART_BYTES};
+use gaze_shared::store::{
+    CommitMarker, Manifest, ModelId, ShardTimings, StudyId, UPLOAD_PART_BYTES,
+};
 use gaze_shared::tables::{
-    AttentionFieldRecord, AttentionRowRecord, AttentionTopkRecord, SampleRecord, SamplesSchema, Table, TargetKind,
-    TokenRecord, attention_fields_batch, attention_rows_batch, attention_topk_batch, tokens_batch,
+    AttentionFieldRecord, AttentionRowRecord, AttentionTopkRecord, SampleRecord, SamplesSchema,
+    Table, TargetKind, TokenRecord, attention_fields_batch, attention_rows_batch,
+    attention_topk_batch, tokens_batch,
 };
 
 pub const FIELDS: [&str; 2] = ["nationality", "age"];
@@ -44,16 +47,27 @@ pub struct ShardFixture {
 }
 
 pub fn shard_fixture(model: &str, shard: i32, samples: i64) -> ShardFixture {
-    let mut fixture =
-        ShardFixture { samples: Vec::new(), tokens: Vec::new(), topk: Vec::new(), fields: Vec::new(), rows: Vec::new() };
-    let words = [("<|begin_of_text|>", Region::ChatTemplate, None), ("Ali", Region::Vignette, Some("nationality")),
-        (" is", Region::Vignette, None), (" 34", Region::Vignette, Some("age"))];
+    let mut fixture = ShardFixture {
+        samples: Vec::new(),
+        tokens: Vec::new(),
+        topk: Vec::new(),
+        fields: Vec::new(),
+        rows: Vec::new(),
+    };
+    let words = [
+        ("<|begin_of_text|>", Region::ChatTemplate, None),
+        ("Ali", Region::Vignette, Some("nationality")),
+        (" is", Region::Vignette, None),
+        (" 34", Region::Vignette, Some("age")),
+    ];
 
     // Reverse order, so that the builders' sorting is exercised.
     for offset in (0..samples).rev() {
         let sample_id = i64::from(shard) * 1000 + offset;
         let collect = offset % 2 == 0;
-        fixture.samples.push(sample_record(model, shard, sample_id, collect));
+        fixture
+            .samples
+            .push(sample_record(model, shard, sample_id, collect));
         if !collect {
             continue;
         }
@@ -91,7 +105,12 @@ fn sample_record(model: &str, shard: i32, sample_id: i64, collect: bool) -> Samp
         shard_id: shard,
         model: model.to_string(),
         topic: "asylum".to_string(),
-        route: if sample_id % 3 == 0 { "appeal" } else { "initial" }.to_string(),
+        route: if sample_id % 3 == 0 {
+            "appeal"
+        } else {
+            "initial"
+        }
+        .to_string(),
         fields: BTreeMap::from([
             ("nationality".to_string(), "Syrian, \"Aleppo\"".to_string()),
             ("age".to_string(), format!("{}", 20 + sample_id % 40)),
@@ -99,9 +118,17 @@ fn sample_record(model: &str, shard: i32, sample_id: i64, collect: bool) -> Samp
         prompt: format!("Decide case {sample_id}.\nApplicant: Ali"),
         response: "DECISION: GRANT".to_string(),
         decision: (sample_id % 5 != 0).then(|| "GRANT".to_string()),
-        decision_status: if sample_id % 5 != 0 { "parsed" } else { "no_label" }.to_string(),
+        decision_status: if sample_id % 5 != 0 {
+            "parsed"
+        } else {
+            "no_label"
+        }
+        .to_string(),
         decision_step: (sample_id % 5 != 0).then_some(2),
-        label_probabilities: BTreeMap::from([("GRANT".to_string(), grant), ("REFUSE".to_string(), 0.5)]),
+        label_probabilities: BTreeMap::from([
+            ("GRANT".to_string(), grant),
+            ("REFUSE".to_string(), 0.5),
+        ]),
         label_mass: Some(grant + 0.5),
         prompt_tokens: 4,
         generated_tokens: 3,
@@ -119,7 +146,14 @@ fn sample_record(model: &str, shard: i32, sample_id: i64, collect: bool) -> Samp
     }
 }
 
-fn push_query_row(fixture: &mut ShardFixture, model: &str, sample_id: i64, step: i32, layer: i32, head: i32) {
+fn push_query_row(
+    fixture: &mut ShardFixture,
+    model: &str,
+    sample_id: i64,
+    step: i32,
+    layer: i32,
+    head: i32,
+) {
     let scores: Vec<f32> = vec![0.5, 0.25, 0.125, 0.125];
     for (rank, position) in [0, 1].into_iter().enumerate() {
         fixture.topk.push(AttentionTopkRecord {
@@ -134,10 +168,24 @@ fn push_query_row(fixture: &mut ShardFixture, model: &str, sample_id: i64, step:
             kv_head: head / 2,
             rank: rank as i32,
             position,
-            token: if position == 0 { "<|begin_of_text|>" } else { "Ali" }.to_string(),
-            text: if position == 0 { "<|begin_of_text|>" } else { "Ali" }.to_string(),
+            token: if position == 0 {
+                "<|begin_of_text|>"
+            } else {
+                "Ali"
+            }
+            .to_string(),
+            text: if position == 0 {
+                "<|begin_of_text|>"
+            } else {
+                "Ali"
+            }
+            .to_string(),
             score: scores[position as usize],
-            region: if position == 0 { Region::ChatTemplate } else { Region::Vignette },
+            region: if position == 0 {
+                Region::ChatTemplate
+            } else {
+                Region::Vignette
+            },
             field: (position == 1).then(|| "nationality".to_string()),
         });
     }
@@ -176,11 +224,23 @@ impl ShardFixture {
     /// Builds one batch per table, in [`Table::ALL`] order.
     pub fn batches(&self) -> Vec<(Table, Vec<RecordBatch>)> {
         vec![
-            (Table::Samples, vec![samples_schema().batch(&self.samples).unwrap()]),
+            (
+                Table::Samples,
+                vec![samples_schema().batch(&self.samples).unwrap()],
+            ),
             (Table::Tokens, vec![tokens_batch(&self.tokens).unwrap()]),
-            (Table::AttentionTopk, vec![attention_topk_batch(&self.topk).unwrap()]),
-            (Table::AttentionFields, vec![attention_fields_batch(&self.fields).unwrap()]),
-            (Table::AttentionRows, vec![attention_rows_batch(&self.rows).unwrap()]),
+            (
+                Table::AttentionTopk,
+                vec![attention_topk_batch(&self.topk).unwrap()],
+            ),
+            (
+                Table::AttentionFields,
+                vec![attention_fields_batch(&self.fields).unwrap()],
+            ),
+            (
+                Table::AttentionRows,
+                vec![attention_rows_batch(&self.rows).unwrap()],
+            ),
         ]
     }
 }
@@ -190,7 +250,10 @@ pub fn manifest(study_name: &str) -> Manifest {
     Manifest {
         study: study(study_name),
         fingerprint: "f1ngerpr1nt".to_string(),
-        fingerprint_parts: BTreeMap::from([("vignettes".to_string(), "0123456789abcdef".to_string())]),
+        fingerprint_parts: BTreeMap::from([(
+            "vignettes".to_string(),
+            "0123456789abcdef".to_string(),
+        )]),
         config: serde_json::json!({"study": {"name": study_name}}),
         plan: serde_json::json!({"samples": 10}),
         gaze_version: "0.1.0".to_string(),
@@ -207,7 +270,12 @@ pub fn marker(study_name: &str, model_name: &str, shard: u32) -> CommitMarker {
         attempt: 1,
         worker: "worker-a".to_string(),
         rows: BTreeMap::new(),
-        timings: ShardTimings { started_unix_ms: 1_700_000_000_000, finished_unix_ms: 1_700_000_005_000, generate_ms: 4000, write_ms: 900 },
+        timings: ShardTimings {
+            started_unix_ms: 1_700_000_000_000,
+            finished_unix_ms: 1_700_000_005_000,
+            generate_ms: 4000,
+            write_ms: 900,
+        },
         gaze_version: "0.1.0".to_string(),
     }
 }
