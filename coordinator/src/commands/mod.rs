@@ -1,1 +1,2 @@
 //! TODO: not yet written.
+pub mod export;
