@@ -12,6 +12,7 @@ pub use chat_template::{ChatTemplate, PromptParts, render};
 pub use error::PromptError;
 pub use mapping::{OverlapRule, assign_words};
 pub use offsets::ByteToChar;
+pub use strftime::Date;
 pub use tokenize::{bos_token_id, special_token_ids, tokenize_raw, tokenize_rendered};
 
 use gaze_shared::layout::{PromptLayout, Region};
