@@ -170,8 +170,8 @@ def qwen2_tokenizer() -> Tokenizer:
 def llama2_tokenizer() -> Tokenizer:
     """SentencePiece-style BPE: `▁` for spaces, byte fallback, `<s>` BOS.
 
-    The trainer sees words (split on `▁`); the saved tokenizer does not split,
-    as converted Llama 2 tokenizers do. The 256 byte tokens `<0x00>`..`<0xFF>`
+    Training splits words on `▁`, but the saved tokenizer does not split, as
+    converted Llama 2 tokenizers do. The 256 byte tokens `<0x00>`..`<0xFF>`
     follow the three special tokens, as in Llama 2's vocabulary, and the
     alphabet is limited so that rare scripts fall back to bytes.
     """
@@ -422,8 +422,8 @@ def record_tokens(hf, lib: Tokenizer, text: str, add_special_tokens: bool) -> di
 def attention_rows(attentions, row: int, keep: list[int] | None) -> list:
     """[step][layer][head] -> list of keys, for one batch row.
 
-    Step 0 is the prefill (its last query row chose the first new token);
-    step k is the single query row of decode step k over prompt + k keys.
+    Step 0 is the prefill, whose last query row chose the first new token.
+    Step k is the single query row of decode step k over prompt + k keys.
     `keep` lists the key positions of the unpadded prompt.
     """
     steps = []

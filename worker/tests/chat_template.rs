@@ -10,10 +10,13 @@ use gaze_worker::testmodel::CHAT_TEMPLATE;
 const LLAMA3_HEADER: &str = "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n";
 
 fn tokens() -> BTreeMap<String, String> {
-    [("bos_token", "<|begin_of_text|>"), ("eos_token", "<|eot_id|>")]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    [
+        ("bos_token", "<|begin_of_text|>"),
+        ("eos_token", "<|eot_id|>"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }
 
 fn date() -> Date {
@@ -24,19 +27,25 @@ fn jinja(source: &str) -> ChatTemplate {
     ChatTemplate::jinja(source, tokens(), date()).unwrap()
 }
 
-/// A user message "Case: <vignette>\nAnswer." with the field "name".
+/// Builds a user message "Case: <vignette>\nAnswer." with the field "name".
 fn user_message(vignette: &str, name: &str) -> (String, PromptLayout) {
     let prefix = "Case: ";
     let suffix = "\nAnswer.";
     let user = format!("{prefix}{vignette}{suffix}");
     let p = prefix.chars().count();
     let v = vignette.chars().count();
-    let name_at = vignette.find(name).map(|b| vignette[..b].chars().count()).unwrap();
+    let name_at = vignette
+        .find(name)
+        .map(|b| vignette[..b].chars().count())
+        .unwrap();
     let layout = PromptLayout {
         regions: vec![
             (Region::InstructionPrefix, CharSpan::new(0, p)),
             (Region::Vignette, CharSpan::new(p, p + v)),
-            (Region::InstructionSuffix, CharSpan::new(p + v, user.chars().count())),
+            (
+                Region::InstructionSuffix,
+                CharSpan::new(p + v, user.chars().count()),
+            ),
         ],
         fields: vec![FieldSpan {
             field: "name".into(),
@@ -46,17 +55,40 @@ fn user_message(vignette: &str, name: &str) -> (String, PromptLayout) {
     (user, layout)
 }
 
-fn render_with(template: &ChatTemplate, system: Option<&str>, user: &str, layout: &PromptLayout) -> RenderedPrompt {
-    let parts = PromptParts { system, user, user_layout: layout, assistant_prefix: "DECISION:" };
+fn render_with(
+    template: &ChatTemplate,
+    system: Option<&str>,
+    user: &str,
+    layout: &PromptLayout,
+) -> RenderedPrompt {
+    let parts = PromptParts {
+        system,
+        user,
+        user_layout: layout,
+        assistant_prefix: "DECISION:",
+    };
     render(template, &parts).unwrap()
 }
 
-/// The text of every region and field, by character offsets.
-fn slices(prompt: &RenderedPrompt) -> (Vec<(Region, String)>, Vec<(String, String)>) {
+type RegionTexts = Vec<(Region, String)>;
+type FieldTexts = Vec<(String, String)>;
+
+/// Returns the text of every region and field, by character offsets.
+fn slices(prompt: &RenderedPrompt) -> (RegionTexts, FieldTexts) {
     let chars: Vec<char> = prompt.text.chars().collect();
     let text = |span: &CharSpan| chars[span.start..span.end].iter().collect::<String>();
-    let regions = prompt.layout.regions.iter().map(|(r, s)| (*r, text(s))).collect();
-    let fields = prompt.layout.fields.iter().map(|f| (f.field.clone(), text(&f.span))).collect();
+    let regions = prompt
+        .layout
+        .regions
+        .iter()
+        .map(|(r, s)| (*r, text(s)))
+        .collect();
+    let fields = prompt
+        .layout
+        .fields
+        .iter()
+        .map(|f| (f.field.clone(), text(&f.span)))
+        .collect();
     (regions, fields)
 }
 
@@ -112,19 +144,28 @@ fn trimmed_content_shrinks_its_regions() {
             (Region::Vignette, CharSpan::new(9, 18)),
             (Region::InstructionSuffix, CharSpan::new(18, 27)),
         ],
-        fields: vec![FieldSpan { field: "name".into(), span: CharSpan::new(9, 13) }],
+        fields: vec![FieldSpan {
+            field: "name".into(),
+            span: CharSpan::new(9, 13),
+        }],
     };
     let prompt = render_with(&jinja(CHAT_TEMPLATE), Some(" Be fair.\n"), &user, &layout);
     let (regions, fields) = slices(&prompt);
     assert_eq!(regions[0], (Region::System, "Be fair.".to_string()));
-    assert_eq!(regions[1], (Region::InstructionPrefix, "Case: ".to_string()));
+    assert_eq!(
+        regions[1],
+        (Region::InstructionPrefix, "Case: ".to_string())
+    );
     assert_eq!(regions[2], (Region::Vignette, "José, 52.".to_string()));
-    assert_eq!(regions[3], (Region::InstructionSuffix, "\nAnswer.".to_string()));
+    assert_eq!(
+        regions[3],
+        (Region::InstructionSuffix, "\nAnswer.".to_string())
+    );
     assert_eq!(fields, vec![("name".to_string(), "José".to_string())]);
 }
 
 #[test]
-fn content_equal_to_template_words_is_found_in_place() {
+fn content_matching_header_found_in_place() {
     // The user message "assistant" also appears in the template's headers.
     let layout = PromptLayout {
         regions: vec![(Region::Vignette, CharSpan::new(0, 9))],
@@ -143,8 +184,18 @@ fn content_equal_to_template_words_is_found_in_place() {
 fn no_system_message_means_none_sent() {
     let (user, layout) = user_message("Amara.", "Amara");
     let prompt = render_with(&jinja(CHAT_TEMPLATE), None, &user, &layout);
-    assert!(prompt.text.starts_with("<|begin_of_text|><|start_header_id|>user<|end_header_id|>"));
-    assert!(prompt.layout.regions.iter().all(|(r, _)| *r != Region::System));
+    assert!(
+        prompt
+            .text
+            .starts_with("<|begin_of_text|><|start_header_id|>user<|end_header_id|>")
+    );
+    assert!(
+        prompt
+            .layout
+            .regions
+            .iter()
+            .all(|(r, _)| *r != Region::System)
+    );
 }
 
 #[test]
@@ -155,7 +206,10 @@ fn system_after_user_is_located() {
     let prompt = render_with(&template, Some("Rules."), &user, &layout);
     assert_eq!(prompt.text, format!("{user}|Rules.DECISION:"));
     let (regions, fields) = slices(&prompt);
-    assert_eq!(regions[0], (Region::InstructionPrefix, "Case: ".to_string()));
+    assert_eq!(
+        regions[0],
+        (Region::InstructionPrefix, "Case: ".to_string())
+    );
     assert_eq!(regions[3], (Region::System, "Rules.".to_string()));
     assert_eq!(fields[0].1, "Łukasz");
 }
@@ -164,41 +218,76 @@ fn system_after_user_is_located() {
 fn template_dropping_system_is_an_error() {
     let template = jinja("{% for m in messages if m.role == 'user' %}{{ m.content }}{% endfor %}");
     let (user, layout) = user_message("Amara.", "Amara");
-    let parts = PromptParts { system: Some("Rules."), user: &user, user_layout: &layout, assistant_prefix: "" };
+    let parts = PromptParts {
+        system: Some("Rules."),
+        user: &user,
+        user_layout: &layout,
+        assistant_prefix: "",
+    };
     let err = render(&template, &parts).unwrap_err();
-    assert!(matches!(err, PromptError::ContentNotFound { role: "system" }), "{err}");
+    assert!(
+        matches!(err, PromptError::ContentNotFound { role: "system" }),
+        "{err}"
+    );
 }
 
 #[test]
 fn template_branching_on_content_is_an_error() {
     // The sentinel rendering takes the other branch, so the content cannot
     // be located; rendering must fail rather than guess.
-    let template = jinja("{% if messages[0].content == 'x' %}A{% else %}B{% endif %}{{ messages[0].content }}");
-    let parts = PromptParts { system: None, user: "x", user_layout: &PromptLayout::default(), assistant_prefix: "" };
-    assert!(matches!(render(&template, &parts), Err(PromptError::ContentNotFound { role: "user" })));
+    let template = jinja(
+        "{% if messages[0].content == 'x' %}A{% else %}B{% endif %}{{ messages[0].content }}",
+    );
+    let parts = PromptParts {
+        system: None,
+        user: "x",
+        user_layout: &PromptLayout::default(),
+        assistant_prefix: "",
+    };
+    assert!(matches!(
+        render(&template, &parts),
+        Err(PromptError::ContentNotFound { role: "user" })
+    ));
 }
 
 #[test]
 fn template_changing_content_is_an_error() {
     let template = jinja("{% for m in messages %}{{ m.content | upper }}{% endfor %}");
     let (user, layout) = user_message("Amara.", "Amara");
-    let parts = PromptParts { system: None, user: &user, user_layout: &layout, assistant_prefix: "" };
+    let parts = PromptParts {
+        system: None,
+        user: &user,
+        user_layout: &layout,
+        assistant_prefix: "",
+    };
     let err = render(&template, &parts).unwrap_err();
-    assert!(matches!(err, PromptError::ContentNotFound { role: "user" }), "{err}");
+    assert!(
+        matches!(err, PromptError::ContentNotFound { role: "user" }),
+        "{err}"
+    );
 }
 
 #[test]
 fn raise_exception_fails_with_its_message() {
     let template = jinja("{{ raise_exception('System role not supported') }}");
     let (user, layout) = user_message("Amara.", "Amara");
-    let parts = PromptParts { system: None, user: &user, user_layout: &layout, assistant_prefix: "" };
+    let parts = PromptParts {
+        system: None,
+        user: &user,
+        user_layout: &layout,
+        assistant_prefix: "",
+    };
     let err = render(&template, &parts).unwrap_err();
-    assert!(err.to_string().contains("System role not supported"), "{err}");
+    assert!(
+        err.to_string().contains("System role not supported"),
+        "{err}"
+    );
 }
 
 #[test]
 fn strftime_now_uses_the_given_date() {
-    let template = jinja("{{ strftime_now('%d %b %Y') }}|{% for m in messages %}{{ m.content }}{% endfor %}");
+    let template =
+        jinja("{{ strftime_now('%d %b %Y') }}|{% for m in messages %}{{ m.content }}{% endfor %}");
     let layout = PromptLayout::default();
     let prompt = render_with(&template, None, "hi", &layout);
     assert_eq!(prompt.text, "26 Jul 2024|hiDECISION:");
@@ -224,7 +313,9 @@ fn python_string_methods_work() {
 fn blocks_trim_like_transformers() {
     // trim_blocks drops the newline after a block tag, lstrip_blocks the
     // indentation before it.
-    let template = jinja("{% for m in messages %}\n    {% if true %}\n[{{ m.content }}]\n    {% endif %}\n{% endfor %}");
+    let template = jinja(
+        "{% for m in messages %}\n    {% if true %}\n[{{ m.content }}]\n    {% endif %}\n{% endfor %}",
+    );
     let prompt = render_with(&template, None, "x", &PromptLayout::default());
     assert_eq!(prompt.text, "[x]\nDECISION:");
 }
@@ -243,7 +334,11 @@ fn model_dir_prefers_chat_template_jinja() {
     };
     assert_eq!(render_dir(dir.path()), "config:<s>xDECISION:");
 
-    std::fs::write(dir.path().join("chat_template.jinja"), "file:{{ messages[0].content }}").unwrap();
+    std::fs::write(
+        dir.path().join("chat_template.jinja"),
+        "file:{{ messages[0].content }}",
+    )
+    .unwrap();
     assert_eq!(render_dir(dir.path()), "file:xDECISION:");
 }
 
@@ -258,7 +353,10 @@ fn model_dir_picks_default_named_template() {
     });
     std::fs::write(dir.path().join("tokenizer_config.json"), config.to_string()).unwrap();
     let template = ChatTemplate::from_model_dir(dir.path()).unwrap();
-    assert_eq!(render_with(&template, None, "x", &PromptLayout::default()).text, "default:xDECISION:");
+    assert_eq!(
+        render_with(&template, None, "x", &PromptLayout::default()).text,
+        "default:xDECISION:"
+    );
 }
 
 #[test]
@@ -271,14 +369,21 @@ fn model_dir_without_template_is_an_error() {
 
 #[test]
 fn raw_template_places_all_parts() {
-    let template = ChatTemplate::raw("<|begin_of_text|>{system}\n\n{user}\n{assistant_prefix} ").unwrap();
+    let template =
+        ChatTemplate::raw("<|begin_of_text|>{system}\n\n{user}\n{assistant_prefix} ").unwrap();
     let (user, layout) = user_message("Siobhán.", "Siobhán");
     let prompt = render_with(&template, Some("Rules."), &user, &layout);
-    assert_eq!(prompt.text, format!("<|begin_of_text|>Rules.\n\n{user}\nDECISION: "));
+    assert_eq!(
+        prompt.text,
+        format!("<|begin_of_text|>Rules.\n\n{user}\nDECISION: ")
+    );
     let (regions, fields) = slices(&prompt);
     assert_eq!(regions[0], (Region::System, "Rules.".to_string()));
     assert_eq!(regions[2], (Region::Vignette, "Siobhán.".to_string()));
-    assert_eq!(regions[4], (Region::AssistantPrefix, "DECISION:".to_string()));
+    assert_eq!(
+        regions[4],
+        (Region::AssistantPrefix, "DECISION:".to_string())
+    );
     assert_eq!(fields[0].1, "Siobhán");
 }
 
@@ -291,22 +396,39 @@ fn raw_template_appends_missing_prefix() {
 
 #[test]
 fn raw_template_needs_one_user_placeholder() {
-    assert!(matches!(ChatTemplate::raw("{system}"), Err(PromptError::InvalidRawTemplate { .. })));
-    assert!(matches!(ChatTemplate::raw("{user}{user}"), Err(PromptError::InvalidRawTemplate { .. })));
+    assert!(matches!(
+        ChatTemplate::raw("{system}"),
+        Err(PromptError::InvalidRawTemplate { .. })
+    ));
+    assert!(matches!(
+        ChatTemplate::raw("{user}{user}"),
+        Err(PromptError::InvalidRawTemplate { .. })
+    ));
 }
 
 #[test]
-fn layout_outside_user_message_is_rejected() {
-    let layout = PromptLayout { regions: vec![(Region::Vignette, CharSpan::new(0, 50))], fields: vec![] };
-    let parts = PromptParts { system: None, user: "short", user_layout: &layout, assistant_prefix: "" };
-    let err = render(&jinja(CHAT_TEMPLATE), &parts).unwrap_err();
-    assert!(matches!(err, PromptError::InvalidLayout(_)), "{err}");
-}
-
-#[test]
-fn layout_with_non_user_region_is_rejected() {
-    let layout = PromptLayout { regions: vec![(Region::System, CharSpan::new(0, 2))], fields: vec![] };
-    let parts = PromptParts { system: None, user: "short", user_layout: &layout, assistant_prefix: "" };
-    let err = render(&jinja(CHAT_TEMPLATE), &parts).unwrap_err();
-    assert!(matches!(err, PromptError::InvalidLayout(_)), "{err}");
+fn invalid_user_layouts_are_rejected() {
+    // A span past the end of the message, and a region that is not part of
+    // a user message.
+    let cases = [
+        (Region::Vignette, CharSpan::new(0, 50)),
+        (Region::System, CharSpan::new(0, 2)),
+    ];
+    for region in cases {
+        let layout = PromptLayout {
+            regions: vec![region],
+            fields: vec![],
+        };
+        let parts = PromptParts {
+            system: None,
+            user: "short",
+            user_layout: &layout,
+            assistant_prefix: "",
+        };
+        let err = render(&jinja(CHAT_TEMPLATE), &parts).unwrap_err();
+        assert!(
+            matches!(err, PromptError::InvalidLayout(_)),
+            "{region:?}: {err}"
+        );
+    }
 }

@@ -16,10 +16,13 @@ use serde_json::Value;
 const RAW_CASES: [&str; 5] = ["plain", "names", "scripts", "decomposed", "spaces"];
 
 fn region_named(name: &str) -> Region {
-    *Region::ALL.iter().find(|r| r.as_str() == name).unwrap_or_else(|| panic!("unknown region {name}"))
+    *Region::ALL
+        .iter()
+        .find(|r| r.as_str() == name)
+        .unwrap_or_else(|| panic!("unknown region {name}"))
 }
 
-/// Each raw case of each golden model with its record and `tokenize_raw` result.
+/// Tokenizes each raw case of each golden model; returns it with its record and `tokenize_raw` result.
 fn raw_cases() -> Vec<(String, Value, PromptTokens)> {
     let mut cases = Vec::new();
     for model in GOLDEN_MODELS {
@@ -58,8 +61,16 @@ fn byte_offsets_convert_to_python_char_offsets() {
         let golden = golden(model);
         for case in golden["cases"].as_array().unwrap() {
             let table = ByteToChar::new(case["text"].as_str().unwrap());
-            for ((bs, be), (cs, ce)) in pairs(&case["byte_offsets"]).into_iter().zip(pairs(&case["offsets"])) {
-                assert_eq!(table.char_span(bs, be).unwrap(), CharSpan::new(cs, ce), "{model}/{}", case["name"]);
+            for ((bs, be), (cs, ce)) in pairs(&case["byte_offsets"])
+                .into_iter()
+                .zip(pairs(&case["offsets"]))
+            {
+                assert_eq!(
+                    table.char_span(bs, be).unwrap(),
+                    CharSpan::new(cs, ce),
+                    "{model}/{}",
+                    case["name"]
+                );
             }
         }
     }
@@ -72,7 +83,8 @@ fn token_text_is_the_python_slice() {
         let tokenizer = golden_tokenizer(model);
         let case = case(&golden, "names");
         let tokens = tokenize_raw(&tokenizer, case["text"].as_str().unwrap()).unwrap();
-        let texts: Vec<Option<String>> = tokens.tokens.iter().map(|t| Some(t.text.clone())).collect();
+        let texts: Vec<Option<String>> =
+            tokens.tokens.iter().map(|t| Some(t.text.clone())).collect();
         assert_eq!(texts, strings(&case["token_texts"]), "{model}");
     }
 }
@@ -85,7 +97,11 @@ fn non_special_tokens_have_non_empty_spans() {
         for case in golden["cases"].as_array().unwrap() {
             let tokens = tokenize_raw(&tokenizer, case["text"].as_str().unwrap()).unwrap();
             for token in tokens.tokens.iter().filter(|t| !t.special) {
-                assert!(token.start < token.end, "{model}/{}: {token:?}", case["name"]);
+                assert!(
+                    token.start < token.end,
+                    "{model}/{}: {token:?}",
+                    case["name"]
+                );
             }
         }
     }
@@ -99,7 +115,12 @@ fn multibyte_name_pieces_cover_whole_characters() {
     let tokenizer = golden_tokenizer("llama2");
     let text = case(&golden, "scripts")["text"].as_str().unwrap();
     let tokens = tokenize_raw(&tokenizer, text).unwrap();
-    let han: Vec<&str> = tokens.tokens.iter().filter(|t| t.token.starts_with("<0x")).map(|t| t.text.as_str()).collect();
+    let han: Vec<&str> = tokens
+        .tokens
+        .iter()
+        .filter(|t| t.token.starts_with("<0x"))
+        .map(|t| t.text.as_str())
+        .collect();
     assert!(han.iter().filter(|t| **t == "王").count() == 3, "{han:?}");
     assert!(han.iter().filter(|t| **t == "芳").count() == 3, "{han:?}");
 }
@@ -139,7 +160,11 @@ fn chat_input(case: &Value) -> ChatInput {
     let prefix = parts["instruction_prefix"].as_str().unwrap();
     let vignette = parts["vignette"].as_str().unwrap();
     let suffix = parts["instruction_suffix"].as_str().unwrap();
-    let (p, v, s) = (prefix.chars().count(), vignette.chars().count(), suffix.chars().count());
+    let (p, v, s) = (
+        prefix.chars().count(),
+        vignette.chars().count(),
+        suffix.chars().count(),
+    );
 
     let fields = parts["fields"]
         .as_array()
@@ -147,7 +172,10 @@ fn chat_input(case: &Value) -> ChatInput {
         .iter()
         .map(|f| FieldSpan {
             field: f["field"].as_str().unwrap().to_string(),
-            span: CharSpan::new(p + f["start"].as_u64().unwrap() as usize, p + f["end"].as_u64().unwrap() as usize),
+            span: CharSpan::new(
+                p + f["start"].as_u64().unwrap() as usize,
+                p + f["end"].as_u64().unwrap() as usize,
+            ),
         })
         .collect();
     let layout = PromptLayout {
@@ -199,7 +227,10 @@ fn chat_layout_shifts_into_rendered_text() {
             .unwrap()
             .iter()
             .map(|r| {
-                let span = CharSpan::new(r["start"].as_u64().unwrap() as usize, r["end"].as_u64().unwrap() as usize);
+                let span = CharSpan::new(
+                    r["start"].as_u64().unwrap() as usize,
+                    r["end"].as_u64().unwrap() as usize,
+                );
                 (region_named(r["region"].as_str().unwrap()), span)
             })
             .collect();
@@ -210,17 +241,24 @@ fn chat_layout_shifts_into_rendered_text() {
             .unwrap()
             .iter()
             .map(|f| {
-                let span = (f["start"].as_u64().unwrap() as usize, f["end"].as_u64().unwrap() as usize);
+                let span = (
+                    f["start"].as_u64().unwrap() as usize,
+                    f["end"].as_u64().unwrap() as usize,
+                );
                 (f["field"].as_str().unwrap().to_string(), span.0, span.1)
             })
             .collect();
-        let got: Vec<(String, usize, usize)> =
-            rendered.layout.fields.iter().map(|f| (f.field.clone(), f.span.start, f.span.end)).collect();
+        let got: Vec<(String, usize, usize)> = rendered
+            .layout
+            .fields
+            .iter()
+            .map(|f| (f.field.clone(), f.span.start, f.span.end))
+            .collect();
         assert_eq!(got, fields, "{model}");
     }
 }
 
-/// The chat case of a golden model with its record and `tokenize_rendered`
+/// Renders and tokenizes the chat case of a golden model; returns its record and `tokenize_rendered`
 /// result, with the BOS id that transformers reports.
 fn chat_tokens(model: &str) -> (Value, PromptTokens) {
     let golden = golden(model);
@@ -244,8 +282,11 @@ fn chat_tokens_match_transformers() {
 fn chat_token_regions_and_fields_match_reference() {
     for model in GOLDEN_MODELS {
         let (case, tokens) = chat_tokens(model);
-        let regions: Vec<Option<String>> =
-            tokens.tokens.iter().map(|t| Some(t.region.as_str().to_string())).collect();
+        let regions: Vec<Option<String>> = tokens
+            .tokens
+            .iter()
+            .map(|t| Some(t.region.as_str().to_string()))
+            .collect();
         assert_eq!(regions, strings(&case["token_regions"]), "{model}");
         let fields: Vec<Option<String>> = tokens.tokens.iter().map(|t| t.field.clone()).collect();
         assert_eq!(fields, strings(&case["token_fields"]), "{model}");
@@ -257,7 +298,11 @@ fn chat_prompt_has_exactly_one_bos() {
     for model in ["llama3", "llama2"] {
         let (_, tokens) = chat_tokens(model);
         let bos = bos_token_id(&golden_tokenizer(model));
-        assert_eq!(tokens.ids.iter().filter(|id| Some(**id) == bos).count(), 1, "{model}");
+        assert_eq!(
+            tokens.ids.iter().filter(|id| Some(**id) == bos).count(),
+            1,
+            "{model}"
+        );
         assert_eq!(Some(tokens.ids[0]), bos, "{model}");
         assert_eq!(tokens.bos_position, Some(0), "{model}");
     }
@@ -268,7 +313,18 @@ fn template_special_tokens_are_special() {
     // "<|eot_id|>" written by the template has special-mask 0 in the
     // encoding but is a special added token by id.
     let (_, tokens) = chat_tokens("llama3");
-    let eot: Vec<_> = tokens.tokens.iter().filter(|t| t.token == "<|eot_id|>").collect();
-    assert_eq!(eot.len(), 2, "one <|eot_id|> after each of the two messages");
-    assert!(eot.iter().all(|t| t.special && t.region == Region::ChatTemplate && t.word.is_none()));
+    let eot: Vec<_> = tokens
+        .tokens
+        .iter()
+        .filter(|t| t.token == "<|eot_id|>")
+        .collect();
+    assert_eq!(
+        eot.len(),
+        2,
+        "one <|eot_id|> after each of the two messages"
+    );
+    assert!(
+        eot.iter()
+            .all(|t| t.special && t.region == Region::ChatTemplate && t.word.is_none())
+    );
 }

@@ -6,16 +6,23 @@ mod common;
 
 use std::path::Path;
 
-use gaze_worker::prompt::{ChatTemplate, PromptParts, bos_token_id, render, special_token_ids, tokenize_rendered};
-use gaze_worker::testmodel::{SPECIAL_TOKENS, write_test_model};
 use gaze_shared::layout::PromptLayout;
+use gaze_worker::prompt::{
+    ChatTemplate, PromptParts, bos_token_id, render, special_token_ids, tokenize_rendered,
+};
+use gaze_worker::testmodel::{SPECIAL_TOKENS, write_test_model};
 use safetensors::SafeTensors;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokenizers::Tokenizer;
 
-const FILES: [&str; 5] =
-    ["config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "model.safetensors"];
+const FILES: [&str; 5] = [
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "generation_config.json",
+    "model.safetensors",
+];
 
 fn written() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -72,17 +79,28 @@ fn vocab_size_matches_tokenizer() {
     let tokenizer = Tokenizer::from_file(dir.path().join("tokenizer.json")).unwrap();
     let vocab = tokenizer.get_vocab_size(true);
     assert_eq!(config["vocab_size"].as_u64().unwrap() as usize, vocab);
-    assert!((1000..=2000).contains(&vocab), "vocabulary of {vocab} tokens");
+    assert!(
+        (1000..=2000).contains(&vocab),
+        "vocabulary of {vocab} tokens"
+    );
 }
 
 #[test]
 fn weights_have_llama_names_and_shapes() {
     let dir = written();
-    let vocab = json(dir.path(), "config.json")["vocab_size"].as_u64().unwrap() as usize;
+    let vocab = json(dir.path(), "config.json")["vocab_size"]
+        .as_u64()
+        .unwrap() as usize;
     let bytes = std::fs::read(dir.path().join("model.safetensors")).unwrap();
     let tensors = SafeTensors::deserialize(&bytes).unwrap();
 
-    let shape = |name: &str| tensors.tensor(name).unwrap_or_else(|_| panic!("missing {name}")).shape().to_vec();
+    let shape = |name: &str| {
+        tensors
+            .tensor(name)
+            .unwrap_or_else(|_| panic!("missing {name}"))
+            .shape()
+            .to_vec()
+    };
     assert_eq!(shape("model.embed_tokens.weight"), vec![vocab, 64]);
     assert_eq!(shape("lm_head.weight"), vec![vocab, 64]);
     assert_eq!(shape("model.norm.weight"), vec![64]);
@@ -95,7 +113,10 @@ fn weights_have_llama_names_and_shapes() {
         assert_eq!(shape(&format!("{p}.mlp.gate_proj.weight")), vec![192, 64]);
         assert_eq!(shape(&format!("{p}.mlp.down_proj.weight")), vec![64, 192]);
         assert_eq!(shape(&format!("{p}.input_layernorm.weight")), vec![64]);
-        assert_eq!(shape(&format!("{p}.post_attention_layernorm.weight")), vec![64]);
+        assert_eq!(
+            shape(&format!("{p}.post_attention_layernorm.weight")),
+            vec![64]
+        );
     }
     assert_eq!(tensors.len(), 3 + 4 * 9);
 }
@@ -107,11 +128,21 @@ fn weights_are_finite_f32_and_varied() {
     let tensors = SafeTensors::deserialize(&bytes).unwrap();
     for (name, view) in tensors.tensors() {
         assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}");
-        let values: Vec<f32> =
-            view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+        let values: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
         assert!(values.iter().all(|v| v.is_finite()), "{name}");
-        let distinct = values.iter().map(|v| v.to_bits()).collect::<std::collections::HashSet<_>>().len();
-        assert!(distinct > values.len() / 2, "{name} has {distinct} distinct values");
+        let distinct = values
+            .iter()
+            .map(|v| v.to_bits())
+            .collect::<std::collections::HashSet<_>>()
+            .len();
+        assert!(
+            distinct > values.len() / 2,
+            "{name} has {distinct} distinct values"
+        );
     }
 }
 
@@ -142,9 +173,18 @@ fn chat_template_renders_one_bos_prompt() {
     let tokenizer = Tokenizer::from_file(dir.path().join("tokenizer.json")).unwrap();
     let template = ChatTemplate::from_model_dir(dir.path()).unwrap();
     let layout = PromptLayout::default();
-    let parts = PromptParts { system: Some("Be fair."), user: "Decide.", user_layout: &layout, assistant_prefix: "" };
+    let parts = PromptParts {
+        system: Some("Be fair."),
+        user: "Decide.",
+        user_layout: &layout,
+        assistant_prefix: "",
+    };
     let prompt = render(&template, &parts).unwrap();
-    assert!(prompt.text.starts_with("<|begin_of_text|><|start_header_id|>system"));
+    assert!(
+        prompt
+            .text
+            .starts_with("<|begin_of_text|><|start_header_id|>system")
+    );
 
     let tokens = tokenize_rendered(&tokenizer, Some(0), &prompt).unwrap();
     assert_eq!(tokens.ids.iter().filter(|&&id| id == 0).count(), 1);

@@ -61,10 +61,17 @@ pub enum SummaryError {
 /// Summarises one attention row over `prompt` (`row.len() == prompt.len() +
 /// step`); `k` is the number of top tokens to keep (fewer if the prompt is
 /// shorter). Sums run in f64 and are rounded to f32 once.
-pub fn summarize(row: &[f32], prompt: &PromptTokens, k: usize) -> Result<AttentionSummary, SummaryError> {
+pub fn summarize(
+    row: &[f32],
+    prompt: &PromptTokens,
+    k: usize,
+) -> Result<AttentionSummary, SummaryError> {
     let prompt_len = prompt.len();
     if row.len() < prompt_len {
-        return Err(SummaryError::RowTooShort { row_len: row.len(), prompt_len });
+        return Err(SummaryError::RowTooShort {
+            row_len: row.len(),
+            prompt_len,
+        });
     }
 
     Ok(AttentionSummary {
@@ -76,12 +83,15 @@ pub fn summarize(row: &[f32], prompt: &PromptTokens, k: usize) -> Result<Attenti
     })
 }
 
-/// The `k` highest-scoring prompt tokens except BOS; ties in ascending
+/// Returns the `k` highest-scoring prompt tokens except BOS; ties in ascending
 /// position. NaN scores sort last.
 pub fn top_k(row: &[f32], prompt: &PromptTokens, k: usize) -> Vec<TopToken> {
     let mut tokens: Vec<TopToken> = (0..prompt.len().min(row.len()))
         .filter(|&position| Some(position) != prompt.bos_position)
-        .map(|position| TopToken { position, score: row[position] })
+        .map(|position| TopToken {
+            position,
+            score: row[position],
+        })
         .collect();
     tokens.sort_by(|a, b| {
         let by_score = match (a.score.is_nan(), b.score.is_nan()) {
@@ -94,20 +104,27 @@ pub fn top_k(row: &[f32], prompt: &PromptTokens, k: usize) -> Vec<TopToken> {
     tokens
 }
 
-/// Attention mass per region over the prompt tokens, BOS excluded.
+/// Sums the attention mass per region over the prompt tokens, BOS excluded.
 pub fn region_mass(row: &[f32], prompt: &PromptTokens) -> Vec<(Region, f32)> {
     let mut sums = [0.0f64; Region::ALL.len()];
     for token in &prompt.tokens {
         if Some(token.position) == prompt.bos_position {
             continue;
         }
-        let slot = Region::ALL.iter().position(|r| *r == token.region).expect("Region::ALL lists every region");
+        let slot = Region::ALL
+            .iter()
+            .position(|r| *r == token.region)
+            .expect("Region::ALL lists every region");
         sums[slot] += f64::from(row[token.position]);
     }
-    Region::ALL.iter().zip(sums).map(|(region, sum)| (*region, sum as f32)).collect()
+    Region::ALL
+        .iter()
+        .zip(sums)
+        .map(|(region, sum)| (*region, sum as f32))
+        .collect()
 }
 
-/// Attention mass per template field, with each field's token count.
+/// Sums the attention mass per template field and counts its tokens.
 pub fn field_mass(row: &[f32], prompt: &PromptTokens) -> Vec<FieldMass> {
     let mut fields: Vec<(String, f64, usize)> = Vec::new();
     for token in &prompt.tokens {

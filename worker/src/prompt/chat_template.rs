@@ -18,8 +18,9 @@ const SYSTEM_SENTINEL: &str = "\u{E000}gaze:system\u{E001}";
 const USER_SENTINEL: &str = "\u{E000}gaze:user\u{E001}";
 const SPECIAL_TOKEN_KEYS: [&str; 4] = ["bos_token", "eos_token", "unk_token", "pad_token"];
 
-/// How a prompt is built from its messages: a model's Jinja chat template,
-/// or a raw template with `{system}`, `{user}` and `{assistant_prefix}`.
+/// The template that builds a prompt from its messages: a model's Jinja chat
+/// template, or a raw template with `{system}`, `{user}` and
+/// `{assistant_prefix}`.
 #[derive(Debug)]
 pub struct ChatTemplate {
     kind: Kind,
@@ -27,8 +28,13 @@ pub struct ChatTemplate {
 
 #[derive(Debug)]
 enum Kind {
-    Jinja { env: Environment<'static>, special_tokens: BTreeMap<String, String> },
-    Raw { template: String },
+    Jinja {
+        env: Box<Environment<'static>>,
+        special_tokens: BTreeMap<String, String>,
+    },
+    Raw {
+        template: String,
+    },
 }
 
 /// The messages of one prompt.
@@ -54,19 +60,29 @@ impl ChatTemplate {
     /// `strftime_now`.
     pub fn from_model_dir(dir: &Path) -> Result<Self, PromptError> {
         let config_path = dir.join("tokenizer_config.json");
-        let text = std::fs::read_to_string(&config_path)
-            .map_err(|source| PromptError::Read { path: config_path.clone(), source })?;
-        let config: Json = serde_json::from_str(&text)
-            .map_err(|source| PromptError::Json { path: config_path.clone(), source })?;
+        let text = std::fs::read_to_string(&config_path).map_err(|source| PromptError::Read {
+            path: config_path.clone(),
+            source,
+        })?;
+        let config: Json = serde_json::from_str(&text).map_err(|source| PromptError::Json {
+            path: config_path.clone(),
+            source,
+        })?;
 
         let jinja_path = dir.join("chat_template.jinja");
         let source = if jinja_path.is_file() {
-            std::fs::read_to_string(&jinja_path)
-                .map_err(|source| PromptError::Read { path: jinja_path.clone(), source })?
+            std::fs::read_to_string(&jinja_path).map_err(|source| PromptError::Read {
+                path: jinja_path.clone(),
+                source,
+            })?
         } else {
             match config.get("chat_template") {
                 Some(template) => select_default_template(template)?,
-                None => return Err(PromptError::NoChatTemplate { dir: dir.to_path_buf() }),
+                None => {
+                    return Err(PromptError::NoChatTemplate {
+                        dir: dir.to_path_buf(),
+                    });
+                }
             }
         };
 
@@ -98,7 +114,12 @@ impl ChatTemplate {
         env.add_template_owned(TEMPLATE_NAME, source.to_string())
             .map_err(|err| PromptError::InvalidTemplate(format!("{err:#}")))?;
 
-        Ok(Self { kind: Kind::Jinja { env, special_tokens } })
+        Ok(Self {
+            kind: Kind::Jinja {
+                env: Box::new(env),
+                special_tokens,
+            },
+        })
     }
 
     /// A raw prompt template: `{user}` exactly once, `{system}` and
@@ -106,17 +127,26 @@ impl ChatTemplate {
     /// literal. Without `{assistant_prefix}` the prefix is appended at the
     /// end.
     pub fn raw(template: &str) -> Result<Self, PromptError> {
-        let invalid = |reason: String| PromptError::InvalidRawTemplate { template: template.to_string(), reason };
+        let invalid = |reason: String| PromptError::InvalidRawTemplate {
+            template: template.to_string(),
+            reason,
+        };
         for placeholder in ["{system}", "{user}", "{assistant_prefix}"] {
             let count = template.matches(placeholder).count();
             if count > 1 {
-                return Err(invalid(format!("{placeholder} appears {count} times; use it at most once")));
+                return Err(invalid(format!(
+                    "{placeholder} appears {count} times; use it at most once"
+                )));
             }
         }
         if !template.contains("{user}") {
             return Err(invalid("it has no {user} placeholder".to_string()));
         }
-        Ok(Self { kind: Kind::Raw { template: template.to_string() } })
+        Ok(Self {
+            kind: Kind::Raw {
+                template: template.to_string(),
+            },
+        })
     }
 }
 
@@ -124,14 +154,20 @@ impl ChatTemplate {
 ///
 /// The layout of the result has the `System` region over the system message,
 /// the user message's regions and fields shifted to where the template put
-/// the message, and an `AssistantPrefix` region; everything else is chat
+/// the message, and an `AssistantPrefix` region. Everything else is chat
 /// template text. Templates that strip surrounding whitespace from a message
 /// (as Llama 3's does) are handled: the spans shrink with the message. A
 /// template that changes or drops a message in any other way is an error.
-pub fn render(template: &ChatTemplate, parts: &PromptParts<'_>) -> Result<RenderedPrompt, PromptError> {
+pub fn render(
+    template: &ChatTemplate,
+    parts: &PromptParts<'_>,
+) -> Result<RenderedPrompt, PromptError> {
     validate_user_layout(parts.user, parts.user_layout)?;
     match &template.kind {
-        Kind::Jinja { env, special_tokens } => render_jinja(env, special_tokens, parts),
+        Kind::Jinja {
+            env,
+            special_tokens,
+        } => render_jinja(env, special_tokens, parts),
         Kind::Raw { template } => Ok(render_raw(template, parts)),
     }
 }
@@ -142,8 +178,14 @@ fn render_jinja(
     parts: &PromptParts<'_>,
 ) -> Result<RenderedPrompt, PromptError> {
     for (role, content) in [("system", parts.system.unwrap_or("")), ("user", parts.user)] {
-        if let Some(ch) = content.chars().find(|c| matches!(c, '\u{E000}' | '\u{E001}')) {
-            return Err(PromptError::ReservedCharacter { role, codepoint: ch as u32 });
+        if let Some(ch) = content
+            .chars()
+            .find(|c| matches!(c, '\u{E000}' | '\u{E001}'))
+        {
+            return Err(PromptError::ReservedCharacter {
+                role,
+                codepoint: ch as u32,
+            });
         }
     }
 
@@ -184,7 +226,12 @@ fn render_jinja(
         if role == "system" {
             push_region(&mut layout, Region::System, CharSpan::new(start, end));
         } else {
-            place_user_layout(&mut layout, parts.user_layout, start - found.leading_trimmed, CharSpan::new(start, end));
+            place_user_layout(
+                &mut layout,
+                parts.user_layout,
+                start - found.leading_trimmed,
+                CharSpan::new(start, end),
+            );
         }
     }
     Ok(finish(rendered, layout, parts.assistant_prefix))
@@ -209,7 +256,11 @@ fn render_raw(template: &str, parts: &PromptParts<'_>) -> RenderedPrompt {
             "{system}" => {
                 let system = parts.system.unwrap_or("");
                 text.push_str(system);
-                push_region(&mut layout, Region::System, CharSpan::new(start, start + system.chars().count()));
+                push_region(
+                    &mut layout,
+                    Region::System,
+                    CharSpan::new(start, start + system.chars().count()),
+                );
             }
             "{user}" => {
                 text.push_str(parts.user);
@@ -238,13 +289,19 @@ fn render_raw(template: &str, parts: &PromptParts<'_>) -> RenderedPrompt {
 fn finish(mut text: String, mut layout: PromptLayout, assistant_prefix: &str) -> RenderedPrompt {
     let start = text.chars().count();
     text.push_str(assistant_prefix);
-    push_region(&mut layout, Region::AssistantPrefix, CharSpan::new(start, start + assistant_prefix.chars().count()));
+    push_region(
+        &mut layout,
+        Region::AssistantPrefix,
+        CharSpan::new(start, start + assistant_prefix.chars().count()),
+    );
     sort_layout(&mut layout);
     RenderedPrompt { text, layout }
 }
 
 fn sort_layout(layout: &mut PromptLayout) {
-    layout.regions.sort_by_key(|(_, span)| (span.start, span.end));
+    layout
+        .regions
+        .sort_by_key(|(_, span)| (span.start, span.end));
     layout.fields.sort_by_key(|f| (f.span.start, f.span.end));
 }
 
@@ -257,7 +314,12 @@ fn push_region(layout: &mut PromptLayout, region: Region, span: CharSpan) {
 /// Adds the user message's regions and fields, shifted by `offset` (where
 /// the untrimmed message would start) and clipped to `kept`, the part of the
 /// message that is in the rendered text.
-fn place_user_layout(layout: &mut PromptLayout, user_layout: &PromptLayout, offset: usize, kept: CharSpan) {
+fn place_user_layout(
+    layout: &mut PromptLayout,
+    user_layout: &PromptLayout,
+    offset: usize,
+    kept: CharSpan,
+) {
     let clip = |span: CharSpan| {
         let shifted = span.shifted(offset);
         let start = shifted.start.clamp(kept.start, kept.end);
@@ -269,7 +331,10 @@ fn place_user_layout(layout: &mut PromptLayout, user_layout: &PromptLayout, offs
     for field in &user_layout.fields {
         let span = clip(field.span);
         if !span.is_empty() {
-            layout.fields.push(FieldSpan { field: field.field.clone(), span });
+            layout.fields.push(FieldSpan {
+                field: field.field.clone(),
+                span,
+            });
         }
     }
 }
@@ -278,7 +343,10 @@ fn validate_user_layout(user: &str, layout: &PromptLayout) -> Result<(), PromptE
     let len = user.chars().count();
     let mut spans = Vec::new();
     for (region, span) in &layout.regions {
-        if !matches!(region, Region::InstructionPrefix | Region::Vignette | Region::InstructionSuffix) {
+        if !matches!(
+            region,
+            Region::InstructionPrefix | Region::Vignette | Region::InstructionSuffix
+        ) {
             return Err(PromptError::InvalidLayout(format!(
                 "region {} cannot be part of the user message; use instruction_prefix, vignette \
                  or instruction_suffix",
@@ -310,8 +378,8 @@ fn validate_user_layout(user: &str, layout: &PromptLayout) -> Result<(), PromptE
     Ok(())
 }
 
-/// Where a message's content (possibly trimmed) sits in the rendered text,
-/// in bytes.
+/// The byte range of a message's content (possibly trimmed) in the rendered
+/// text.
 #[derive(Debug, Clone, Copy)]
 struct Placed {
     start: usize,
@@ -379,7 +447,11 @@ fn match_from(
 
     for (variant, leading_trimmed) in trim_variants(content) {
         if rest.starts_with(variant) {
-            placed.push(Placed { start: pos, end: pos + variant.len(), leading_trimmed });
+            placed.push(Placed {
+                start: pos,
+                end: pos + variant.len(),
+                leading_trimmed,
+            });
             if match_from(rendered, pos + variant.len(), &pieces[1..], later, placed) {
                 return true;
             }
@@ -389,7 +461,7 @@ fn match_from(
     false
 }
 
-/// The content as is, then stripped of whitespace on both sides, then on
+/// Returns the content as is, then stripped of whitespace on both sides, then on
 /// the left and on the right only, each with the count of leading characters
 /// removed.
 fn trim_variants(content: &str) -> Vec<(&str, usize)> {
@@ -433,27 +505,52 @@ fn python_tojson(value: Value, kwargs: Kwargs) -> Result<Value, minijinja::Error
         Some(width) => {
             let spaces = vec![b' '; width];
             let formatter = serde_json::ser::PrettyFormatter::with_indent(&spaces);
-            serde::Serialize::serialize(&value, &mut serde_json::Serializer::with_formatter(&mut out, formatter))
+            serde::Serialize::serialize(
+                &value,
+                &mut serde_json::Serializer::with_formatter(&mut out, formatter),
+            )
         }
-        None => serde::Serialize::serialize(&value, &mut serde_json::Serializer::with_formatter(&mut out, PythonFormatter)),
+        None => serde::Serialize::serialize(
+            &value,
+            &mut serde_json::Serializer::with_formatter(&mut out, PythonFormatter),
+        ),
     };
-    result.map_err(|err| minijinja::Error::new(ErrorKind::InvalidOperation, format!("tojson failed: {err}")))?;
-    Ok(Value::from_safe_string(String::from_utf8(out).expect("serde_json writes UTF-8")))
+    result.map_err(|err| {
+        minijinja::Error::new(ErrorKind::InvalidOperation, format!("tojson failed: {err}"))
+    })?;
+    Ok(Value::from_safe_string(
+        String::from_utf8(out).expect("serde_json writes UTF-8"),
+    ))
 }
 
 /// Python's default JSON separators: `", "` between items, `": "` after keys.
 struct PythonFormatter;
 
 impl serde_json::ser::Formatter for PythonFormatter {
-    fn begin_array_value<W: ?Sized + std::io::Write>(&mut self, writer: &mut W, first: bool) -> std::io::Result<()> {
-        if first { Ok(()) } else { writer.write_all(b", ") }
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            writer.write_all(b", ")
+        }
     }
 
-    fn begin_object_key<W: ?Sized + std::io::Write>(&mut self, writer: &mut W, first: bool) -> std::io::Result<()> {
-        if first { Ok(()) } else { writer.write_all(b", ") }
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.begin_array_value(writer, first)
     }
 
-    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+    fn begin_object_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+    ) -> std::io::Result<()> {
         writer.write_all(b": ")
     }
 }
@@ -467,10 +564,10 @@ fn select_default_template(value: &Json) -> Result<String, PromptError> {
             let mut names = Vec::new();
             for entry in entries {
                 let name = entry.get("name").and_then(Json::as_str).unwrap_or("");
-                if name == "default" {
-                    if let Some(source) = entry.get("template").and_then(Json::as_str) {
-                        return Ok(source.to_string());
-                    }
+                if name == "default"
+                    && let Some(source) = entry.get("template").and_then(Json::as_str)
+                {
+                    return Ok(source.to_string());
                 }
                 names.push(name.to_string());
             }
@@ -484,14 +581,17 @@ fn select_default_template(value: &Json) -> Result<String, PromptError> {
     }
 }
 
-/// The special tokens of a tokenizer_config.json, each a string or an
+/// Reads the special tokens of a tokenizer_config.json, each a string or an
 /// `AddedToken` object with `content`.
 fn special_tokens(config: &Json) -> BTreeMap<String, String> {
     let mut tokens = BTreeMap::new();
     for key in SPECIAL_TOKEN_KEYS {
         let text = match config.get(key) {
             Some(Json::String(text)) => Some(text.clone()),
-            Some(Json::Object(token)) => token.get("content").and_then(Json::as_str).map(str::to_string),
+            Some(Json::Object(token)) => token
+                .get("content")
+                .and_then(Json::as_str)
+                .map(str::to_string),
             _ => None,
         };
         if let Some(text) = text {

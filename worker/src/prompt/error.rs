@@ -54,5 +54,9 @@ pub enum PromptError {
         "the tokenizer returned byte offsets {start}..{end} outside the {len}-byte prompt; \
          the tokenizer.json does not match its offsets contract"
     )]
-    OffsetsOutOfRange { start: usize, end: usize, len: usize },
+    OffsetsOutOfRange {
+        start: usize,
+        end: usize,
+        len: usize,
+    },
 }

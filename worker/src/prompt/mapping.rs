@@ -1,10 +1,10 @@
 //! Mapping of token spans onto the prompt's regions, template fields and
 //! words.
 //!
-//! One rule decides every boundary case: a token belongs to the candidate
+//! One rule decides every boundary case. A token belongs to the candidate
 //! span with the largest overlap, counted in non-whitespace characters (in
-//! all characters for a token made only of whitespace), and a tie goes to
-//! the candidate that starts earlier. The characters that no candidate
+//! all characters for a token made only of whitespace). A tie goes to the
+//! candidate that starts earlier. The characters that no candidate
 //! covers form gap candidates of their own (the chat template for regions,
 //! "no field" for fields, "no word" for words). So `▁3` in front of the
 //! field value `34` belongs to the field, and `\n\nThe` after a template
@@ -62,7 +62,8 @@ impl OverlapRule {
 
         // Candidates in order of their start: each span, and the uncovered gap
         // before it, then the uncovered tail.
-        let mut candidates: Vec<(CharSpan, Option<usize>)> = Vec::with_capacity(2 * spans.len() + 1);
+        let mut candidates: Vec<(CharSpan, Option<usize>)> =
+            Vec::with_capacity(2 * spans.len() + 1);
         let mut covered_to = 0;
         for i in order {
             if spans[i].start > covered_to {
@@ -89,25 +90,27 @@ impl OverlapRule {
     /// outside every region wins.
     pub fn region_of(&self, token: CharSpan, layout: &PromptLayout) -> Region {
         let spans: Vec<CharSpan> = layout.regions.iter().map(|(_, span)| *span).collect();
-        self.owner(token, &spans).map_or(Region::ChatTemplate, |i| layout.regions[i].0)
+        self.owner(token, &spans)
+            .map_or(Region::ChatTemplate, |i| layout.regions[i].0)
     }
 
     /// Returns the template field of a token span, `None` when text outside
     /// every field occurrence wins.
     pub fn field_of(&self, token: CharSpan, layout: &PromptLayout) -> Option<String> {
         let spans: Vec<CharSpan> = layout.fields.iter().map(|f| f.span).collect();
-        self.owner(token, &spans).map(|i| layout.fields[i].field.clone())
+        self.owner(token, &spans)
+            .map(|i| layout.fields[i].field.clone())
     }
 }
 
 /// Groups token spans into words and returns each token's word index.
 ///
 /// Words are the word segments of Unicode text segmentation (UAX #29) that
-/// contain a letter, digit or other non-space character: "appellant's" and
-/// "2019" are one word each, a punctuation mark is a word of its own, and
-/// whitespace belongs to no word. A token takes a word by the rule of this
-/// module, so the piece ` V` of ` Văn` belongs to `Văn`. Tokens flagged in `skip` (special tokens) get
-/// `None`. Indices count from 0 in order of first appearance among the
+/// contain a non-whitespace character. So "appellant's" and "2019" are one
+/// word each, a punctuation mark is a word of its own, and whitespace
+/// belongs to no word. A token takes a word by the rule of this module, so
+/// the piece ` V` of ` Văn` belongs to `Văn`. Tokens flagged in `skip`
+/// (special tokens) get `None`. Indices count from 0 in order of first appearance among the
 /// tokens, so sub-word pieces of one word share an index and indices never
 /// decrease along the prompt.
 pub fn assign_words(text: &str, spans: &[CharSpan], skip: &[bool]) -> Vec<Option<usize>> {
@@ -130,7 +133,7 @@ pub fn assign_words(text: &str, spans: &[CharSpan], skip: &[bool]) -> Vec<Option
     assigned
 }
 
-/// The character spans of the non-whitespace UAX #29 word segments of `text`.
+/// Returns the character spans of the non-whitespace UAX #29 word segments of `text`.
 fn word_spans(text: &str) -> Vec<CharSpan> {
     let mut spans = Vec::new();
     let mut chars_before = 0;
@@ -156,18 +159,27 @@ mod tests {
 
     #[test]
     fn inside_one_span() {
-        assert_eq!(OverlapRule::new(LETTERS).owner(span(2, 4), &[span(0, 10)]), Some(0));
+        assert_eq!(
+            OverlapRule::new(LETTERS).owner(span(2, 4), &[span(0, 10)]),
+            Some(0)
+        );
     }
 
     #[test]
     fn larger_overlap_wins() {
         // Token 3..8 has 2 chars in span 0 (0..5) and 3 in span 1 (5..10).
-        assert_eq!(OverlapRule::new(LETTERS).owner(span(3, 8), &[span(0, 5), span(5, 10)]), Some(1));
+        assert_eq!(
+            OverlapRule::new(LETTERS).owner(span(3, 8), &[span(0, 5), span(5, 10)]),
+            Some(1)
+        );
     }
 
     #[test]
     fn tie_goes_to_earlier_span() {
-        assert_eq!(OverlapRule::new(LETTERS).owner(span(3, 7), &[span(5, 10), span(0, 5)]), Some(1));
+        assert_eq!(
+            OverlapRule::new(LETTERS).owner(span(3, 7), &[span(5, 10), span(0, 5)]),
+            Some(1)
+        );
     }
 
     #[test]
@@ -200,7 +212,10 @@ mod tests {
 
     #[test]
     fn empty_span_has_no_owner() {
-        assert_eq!(OverlapRule::new(LETTERS).owner(span(3, 3), &[span(0, 10)]), None);
+        assert_eq!(
+            OverlapRule::new(LETTERS).owner(span(3, 3), &[span(0, 10)]),
+            None
+        );
     }
 
     #[test]

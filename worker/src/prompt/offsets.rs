@@ -7,7 +7,7 @@ use super::PromptError;
 
 /// A table from byte offsets of one text to character offsets.
 ///
-/// Byte-level BPE can split a multi-byte character across tokens; an offset
+/// Byte-level BPE can split a multi-byte character across tokens. An offset
 /// that falls inside a character widens the span to the whole character
 /// (start rounds down, end rounds up), so a span never splits a character.
 #[derive(Debug, Clone)]
@@ -34,12 +34,12 @@ impl ByteToChar {
         Self { char_at, boundary }
     }
 
-    /// The number of characters in the text.
+    /// Returns the number of characters in the text.
     pub fn char_len(&self) -> usize {
         self.char_at[self.char_at.len() - 1]
     }
 
-    /// The number of UTF-8 bytes in the text.
+    /// Returns the number of UTF-8 bytes in the text.
     pub fn byte_len(&self) -> usize {
         self.char_at.len() - 1
     }
@@ -53,7 +53,11 @@ impl ByteToChar {
         }
 
         let char_start = self.char_at[start];
-        let char_end = if self.boundary[end] { self.char_at[end] } else { self.char_at[end] + 1 };
+        let char_end = if self.boundary[end] {
+            self.char_at[end]
+        } else {
+            self.char_at[end] + 1
+        };
         Ok(CharSpan::new(char_start, char_end.max(char_start)))
     }
 }
@@ -149,9 +153,20 @@ mod tests {
     #[test]
     fn trimmed_whitespace_tokens_get_their_gap() {
         // "  Two" tokenized as [Ġ, Ġ, Two] with trimmed offsets (0,0) (2,2) (2,5).
-        let mut spans = vec![CharSpan::new(0, 0), CharSpan::new(2, 2), CharSpan::new(2, 5)];
+        let mut spans = vec![
+            CharSpan::new(0, 0),
+            CharSpan::new(2, 2),
+            CharSpan::new(2, 5),
+        ];
         fill_empty_spans(&mut spans, &[false; 3], 5);
-        assert_eq!(spans, vec![CharSpan::new(0, 1), CharSpan::new(1, 2), CharSpan::new(2, 5)]);
+        assert_eq!(
+            spans,
+            vec![
+                CharSpan::new(0, 1),
+                CharSpan::new(1, 2),
+                CharSpan::new(2, 5)
+            ]
+        );
     }
 
     #[test]
@@ -170,7 +185,11 @@ mod tests {
 
     #[test]
     fn empty_gap_falls_back_to_one_character() {
-        let mut spans = vec![CharSpan::new(0, 2), CharSpan::new(2, 2), CharSpan::new(2, 4)];
+        let mut spans = vec![
+            CharSpan::new(0, 2),
+            CharSpan::new(2, 2),
+            CharSpan::new(2, 4),
+        ];
         fill_empty_spans(&mut spans, &[false; 3], 4);
         assert_eq!(spans[1], CharSpan::new(2, 3));
     }

@@ -5,10 +5,28 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const MONTHS: [&str; 12] = [
-    "January", "February", "March", "April", "May", "June", "July", "August", "September",
-    "October", "November", "December",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 ];
-const WEEKDAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+const WEEKDAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
 
 /// A calendar date (proleptic Gregorian) at midnight UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,14 +39,20 @@ impl Date {
     /// Returns the date for year, month (1-12) and day (1-31), or `None` if
     /// no such day exists.
     pub fn from_ymd(year: i32, month: u32, day: u32) -> Option<Self> {
-        let date = Self { days: days_from_civil(year, month, day) };
+        let date = Self {
+            days: days_from_civil(year, month, day),
+        };
         (date.ymd() == (year, month, day)).then_some(date)
     }
 
     /// Returns today's date in UTC from the system clock.
     pub fn today_utc() -> Self {
-        let seconds = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        Self { days: (seconds / 86_400) as i64 }
+        let seconds = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Self {
+            days: (seconds / 86_400) as i64,
+        }
     }
 
     /// Returns (year, month 1-12, day 1-31).
@@ -100,16 +124,22 @@ fn days_from_civil(year: i32, month: u32, day: u32) -> i64 {
     era * 146_097 + day_of_era - 719_468
 }
 
-/// The inverse of [`days_from_civil`].
+/// Converts days since 1970-01-01 to (year, month, day), the inverse of
+/// [`days_from_civil`].
 fn civil_from_days(days: i64) -> (i32, u32, u32) {
     let shifted = days + 719_468;
     let era = shifted.div_euclid(146_097);
     let day_of_era = shifted - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_from_march = (5 * day_of_year + 2) / 153;
     let day = (day_of_year - (153 * month_from_march + 2) / 5 + 1) as u32;
-    let month = (if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 }) as u32;
+    let month = (if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    }) as u32;
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year as i32, month, day)
 }
@@ -129,8 +159,14 @@ mod tests {
         // Python: datetime.date(2024, 7, 26).strftime("%d %b %Y") == "26 Jul 2024"
         let date = Date::from_ymd(2024, 7, 26).unwrap();
         assert_eq!(date.strftime("%d %b %Y").unwrap(), "26 Jul 2024");
-        assert_eq!(date.strftime("%A, %B %-d, %Y").unwrap(), "Friday, July 26, 2024");
-        assert_eq!(date.strftime("%Y-%m-%d %H:%M:%S %j").unwrap(), "2024-07-26 00:00:00 208");
+        assert_eq!(
+            date.strftime("%A, %B %-d, %Y").unwrap(),
+            "Friday, July 26, 2024"
+        );
+        assert_eq!(
+            date.strftime("%Y-%m-%d %H:%M:%S %j").unwrap(),
+            "2024-07-26 00:00:00 208"
+        );
     }
 
     #[test]

@@ -16,7 +16,9 @@ use super::{PromptError, PromptToken, PromptTokens, RenderedPrompt};
 /// every token's region is `ChatTemplate` and its field `None`; render with
 /// [`super::ChatTemplate::raw`] and use [`tokenize_rendered`] to map regions.
 pub fn tokenize_raw(tokenizer: &Tokenizer, text: &str) -> anyhow::Result<PromptTokens> {
-    let encoding = tokenizer.encode(text, true).map_err(|err| PromptError::Tokenizer(err.to_string()))?;
+    let encoding = tokenizer
+        .encode(text, true)
+        .map_err(|err| PromptError::Tokenizer(err.to_string()))?;
     let mut tokens = tokens_from_encoding(tokenizer, text, &encoding)?;
 
     let bos = bos_token_id(tokenizer);
@@ -25,7 +27,12 @@ pub fn tokenize_raw(tokenizer: &Tokenizer, text: &str) -> anyhow::Result<PromptT
         _ => None,
     };
     fill_spans(&mut tokens, text);
-    Ok(map_tokens(text, &PromptLayout::default(), tokens, bos_position))
+    Ok(map_tokens(
+        text,
+        &PromptLayout::default(),
+        tokens,
+        bos_position,
+    ))
 }
 
 /// Tokenizes a rendered prompt so the ids start with exactly one BOS (for
@@ -33,8 +40,8 @@ pub fn tokenize_raw(tokenizer: &Tokenizer, text: &str) -> anyhow::Result<PromptT
 ///
 /// The text is encoded without the tokenizer's post-processor, since the
 /// chat template writes the BOS itself. With `bos_token_id` set, a missing
-/// leading BOS is inserted (with an empty span at 0) and repeated leading
-/// BOS tokens collapse into one; elsewhere in the prompt nothing changes.
+/// leading BOS is inserted (with an empty span at 0), and repeated leading
+/// BOS tokens collapse into one. BOS tokens later in the prompt stay.
 /// Special tokens are recognised by id, because one written as text in the
 /// template gets a special-tokens mask of 0.
 pub fn tokenize_rendered(
@@ -43,7 +50,9 @@ pub fn tokenize_rendered(
     prompt: &RenderedPrompt,
 ) -> anyhow::Result<PromptTokens> {
     let text = prompt.text.as_str();
-    let encoding = tokenizer.encode(text, false).map_err(|err| PromptError::Tokenizer(err.to_string()))?;
+    let encoding = tokenizer
+        .encode(text, false)
+        .map_err(|err| PromptError::Tokenizer(err.to_string()))?;
     let mut tokens = tokens_from_encoding(tokenizer, text, &encoding)?;
 
     let mut bos_position = None;
@@ -51,9 +60,20 @@ pub fn tokenize_rendered(
         let leading = tokens.iter().take_while(|t| t.id == bos).count();
         if leading == 0 {
             let token = tokenizer.id_to_token(bos).unwrap_or_default();
-            tokens.insert(0, RawToken { id: bos, token, span: CharSpan::new(0, 0), special: true });
+            tokens.insert(
+                0,
+                RawToken {
+                    id: bos,
+                    token,
+                    span: CharSpan::new(0, 0),
+                    special: true,
+                },
+            );
         } else if leading > 1 {
-            tracing::debug!(dropped = leading - 1, "dropped repeated BOS tokens at the prompt start");
+            tracing::debug!(
+                dropped = leading - 1,
+                "dropped repeated BOS tokens at the prompt start"
+            );
             tokens.drain(1..leading);
         }
         bos_position = Some(0);
@@ -105,7 +125,12 @@ fn tokens_from_encoding(
         let special = encoding.get_special_tokens_mask()[i] == 1 || specials.contains(&id);
         // Tokens the post-processor added have no text (offsets 0..0).
         let span = table.char_span(start, end)?;
-        tokens.push(RawToken { id, token: encoding.get_tokens()[i].clone(), span, special });
+        tokens.push(RawToken {
+            id,
+            token: encoding.get_tokens()[i].clone(),
+            span,
+            special,
+        });
     }
     Ok(tokens)
 }
@@ -119,8 +144,17 @@ fn fill_spans(tokens: &mut [RawToken], text: &str) {
     }
 }
 
-fn map_tokens(text: &str, layout: &PromptLayout, tokens: Vec<RawToken>, bos_position: Option<usize>) -> PromptTokens {
-    let char_starts: Vec<usize> = text.char_indices().map(|(at, _)| at).chain([text.len()]).collect();
+fn map_tokens(
+    text: &str,
+    layout: &PromptLayout,
+    tokens: Vec<RawToken>,
+    bos_position: Option<usize>,
+) -> PromptTokens {
+    let char_starts: Vec<usize> = text
+        .char_indices()
+        .map(|(at, _)| at)
+        .chain([text.len()])
+        .collect();
     let spans: Vec<CharSpan> = tokens.iter().map(|t| t.span).collect();
     let special: Vec<bool> = tokens.iter().map(|t| t.special).collect();
     let words = assign_words(text, &spans, &special);
@@ -143,5 +177,9 @@ fn map_tokens(text: &str, layout: &PromptLayout, tokens: Vec<RawToken>, bos_posi
             field: rule.field_of(token.span, layout),
         });
     }
-    PromptTokens { ids, tokens: mapped, bos_position }
+    PromptTokens {
+        ids,
+        tokens: mapped,
+        bos_position,
+    }
 }

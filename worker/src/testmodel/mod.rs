@@ -1,7 +1,8 @@
-//! The tiny Llama-architecture test checkpoint that tests and the demo use:
-//! 4 layers, hidden size 64, 4 query heads sharing 2 KV heads (GQA), Llama 3
-//! RoPE scaling, and a byte-level BPE tokenizer trained on a built-in corpus
-//! of UK immigration case texts with names in several scripts.
+//! The tiny Llama-architecture test checkpoint that tests and the demo use.
+//! It has 4 layers, hidden size 64, 4 query heads sharing 2 KV heads (GQA)
+//! and Llama 3 RoPE scaling. Its byte-level BPE tokenizer is trained on a
+//! built-in corpus of UK immigration case texts with names in several
+//! scripts.
 
 mod tokenizer;
 mod weights;
@@ -33,13 +34,15 @@ const WEIGHT_SEED: u64 = 20_240_726;
 pub fn write_test_model(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
 
-    let tokenizer_json =
-        train_tokenizer().map_err(|err| anyhow::anyhow!("training the test tokenizer failed: {err}"))?;
+    let tokenizer_json = train_tokenizer()
+        .map_err(|err| anyhow::anyhow!("training the test tokenizer failed: {err}"))?;
     let tokenizer = tokenizers::Tokenizer::from_bytes(tokenizer_json.as_bytes())
         .map_err(|err| anyhow::anyhow!("the trained test tokenizer does not load: {err}"))?;
     let vocab_size = tokenizer.get_vocab_size(true);
     let id = |token: &str| {
-        tokenizer.token_to_id(token).with_context(|| format!("test tokenizer lacks {token}"))
+        tokenizer
+            .token_to_id(token)
+            .with_context(|| format!("test tokenizer lacks {token}"))
     };
     let bos = id("<|begin_of_text|>")?;
     let eos = [id("<|end_of_text|>")?, id("<|eot_id|>")?];
@@ -48,8 +51,16 @@ pub fn write_test_model(dir: &Path) -> anyhow::Result<()> {
 
     write(dir, "tokenizer.json", tokenizer_json.into_bytes())?;
     write(dir, "tokenizer_config.json", pretty(&tokenizer_config()))?;
-    write(dir, "config.json", pretty(&model_config(vocab_size, bos, eos)))?;
-    write(dir, "generation_config.json", pretty(&generation_config(bos, eos)))?;
+    write(
+        dir,
+        "config.json",
+        pretty(&model_config(vocab_size, bos, eos)),
+    )?;
+    write(
+        dir,
+        "generation_config.json",
+        pretty(&generation_config(bos, eos)),
+    )?;
     write(dir, "model.safetensors", safetensors)?;
     Ok(())
 }

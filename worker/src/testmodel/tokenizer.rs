@@ -21,8 +21,13 @@ use tokenizers::{AddedToken, SplitDelimiterBehavior, TokenizerImpl};
 const CORPUS: &str = include_str!("corpus.txt");
 
 /// The special tokens, in id order from 0.
-pub const SPECIAL_TOKENS: [&str; 5] =
-    ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"];
+pub const SPECIAL_TOKENS: [&str; 5] = [
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+];
 
 /// Target vocabulary size, special tokens included; training stops earlier
 /// if every corpus word has become one token.
@@ -47,21 +52,34 @@ pub const CHAT_TEMPLATE: &str = concat!(
     "{%- endif %}",
 );
 
-type Trainable = TokenizerImpl<BPE, NormalizerWrapper, PreTokenizerWrapper, PostProcessorWrapper, DecoderWrapper>;
+type Trainable = TokenizerImpl<
+    BPE,
+    NormalizerWrapper,
+    PreTokenizerWrapper,
+    PostProcessorWrapper,
+    DecoderWrapper,
+>;
 
 /// Trains the test tokenizer and returns its `tokenizer.json` text.
 /// Training is deterministic: the trainer sorts its alphabet and breaks
 /// merge ties by pair, so the same corpus always gives the same file.
 pub fn train_tokenizer() -> tokenizers::Result<String> {
     let mut tokenizer = Trainable::new(BPE::default());
-    let split = Split::new(SplitPattern::Regex(SPLIT_PATTERN.to_string()), SplitDelimiterBehavior::Isolated, false)?;
+    let split = Split::new(
+        SplitPattern::Regex(SPLIT_PATTERN.to_string()),
+        SplitDelimiterBehavior::Isolated,
+        false,
+    )?;
     tokenizer.with_pre_tokenizer(Some(Sequence::new(vec![
         split.into(),
         ByteLevel::new(false, true, false).into(),
     ])));
     tokenizer.with_decoder(Some(ByteLevel::default()));
 
-    let specials: Vec<AddedToken> = SPECIAL_TOKENS.iter().map(|t| AddedToken::from(*t, true)).collect();
+    let specials: Vec<AddedToken> = SPECIAL_TOKENS
+        .iter()
+        .map(|t| AddedToken::from(*t, true))
+        .collect();
     let alphabet: HashSet<char> = ByteLevel::alphabet().into_iter().collect();
     let mut trainer = BpeTrainer::builder()
         .vocab_size(VOCAB_SIZE)
@@ -69,7 +87,10 @@ pub fn train_tokenizer() -> tokenizers::Result<String> {
         .special_tokens(specials)
         .initial_alphabet(alphabet)
         .build();
-    tokenizer.train(&mut trainer, CORPUS.lines().filter(|line| !line.trim().is_empty()))?;
+    tokenizer.train(
+        &mut trainer,
+        CORPUS.lines().filter(|line| !line.trim().is_empty()),
+    )?;
 
     let bos = SPECIAL_TOKENS[0];
     let template = TemplateProcessing::builder()
@@ -79,7 +100,10 @@ pub fn train_tokenizer() -> tokenizers::Result<String> {
         .build()?;
     // Llama 3 keeps the space in a token's offsets (no trimming).
     let offsets = ByteLevel::new(true, false, true);
-    tokenizer.with_post_processor(Some(PostSequence::new(vec![offsets.into(), template.into()])));
+    tokenizer.with_post_processor(Some(PostSequence::new(vec![
+        offsets.into(),
+        template.into(),
+    ])));
 
     tokenizer.to_string(true)
 }
