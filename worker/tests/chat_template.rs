@@ -369,6 +369,18 @@ fn model_dir_prefers_chat_template_jinja() {
 }
 
 #[test]
+fn model_dir_with_date_pins_strftime_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = serde_json::json!({
+        "chat_template": "{{ strftime_now('%d %b %Y') }}|{{ messages[0].content }}"
+    });
+    std::fs::write(dir.path().join("tokenizer_config.json"), config.to_string()).unwrap();
+    let template = ChatTemplate::from_model_dir_with_date(dir.path(), date()).unwrap();
+    let prompt = render_with(&template, None, "x", &PromptLayout::default());
+    assert_eq!(prompt.text, "26 Jul 2024|xDECISION:");
+}
+
+#[test]
 fn model_dir_picks_default_named_template() {
     let dir = tempfile::tempdir().unwrap();
     let config = serde_json::json!({

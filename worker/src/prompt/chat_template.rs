@@ -53,12 +53,22 @@ pub struct PromptParts<'a> {
 }
 
 impl ChatTemplate {
+    /// Loads the chat template of a Hugging Face model folder, with today's
+    /// UTC date for `strftime_now` (as transformers uses the current date).
+    ///
+    /// NOTE: templates that call `strftime_now` (Llama 3.1 and later) then
+    /// render a different prompt on another day; a study should pin its date
+    /// with [`ChatTemplate::from_model_dir_with_date`].
+    pub fn from_model_dir(dir: &Path) -> Result<Self, PromptError> {
+        Self::from_model_dir_with_date(dir, Date::today_utc())
+    }
+
     /// Loads the chat template of a Hugging Face model folder:
     /// `chat_template.jinja` if present, else `chat_template` in
     /// `tokenizer_config.json`, whose special tokens (`bos_token`,
-    /// `eos_token`, ...) become template variables. Today's UTC date serves
-    /// `strftime_now`.
-    pub fn from_model_dir(dir: &Path) -> Result<Self, PromptError> {
+    /// `eos_token`, ...) become template variables. `date` is the date that
+    /// `strftime_now` formats.
+    pub fn from_model_dir_with_date(dir: &Path, date: Date) -> Result<Self, PromptError> {
         let config_path = dir.join("tokenizer_config.json");
         let text = std::fs::read_to_string(&config_path).map_err(|source| PromptError::Read {
             path: config_path.clone(),
@@ -86,7 +96,7 @@ impl ChatTemplate {
             }
         };
 
-        Self::jinja(&source, special_tokens(&config), Date::today_utc())
+        Self::jinja(&source, special_tokens(&config), date)
     }
 
     /// Compiles a Jinja chat template as transformers renders it: trim_blocks
