@@ -5,7 +5,10 @@
 
 mod common;
 
-use common::{GOLDEN_MODELS, case, golden, golden_dir, golden_tokenizer, ids, pairs, strings};
+use common::{
+    GOLDEN_MODELS, GOLDEN_TOKENIZERS, case, golden, golden_dir, golden_tokenizer, ids, pairs,
+    strings,
+};
 use gaze_shared::layout::{CharSpan, FieldSpan, PromptLayout, Region};
 use gaze_worker::prompt::{
     ByteToChar, ChatTemplate, PromptParts, PromptTokens, bos_token_id, render, tokenize_raw,
@@ -25,7 +28,7 @@ fn region_named(name: &str) -> Region {
 /// Tokenizes each raw case of each golden model; returns it with its record and `tokenize_raw` result.
 fn raw_cases() -> Vec<(String, Value, PromptTokens)> {
     let mut cases = Vec::new();
-    for model in GOLDEN_MODELS {
+    for model in GOLDEN_TOKENIZERS {
         let golden = golden(model);
         let tokenizer = golden_tokenizer(model);
         for name in RAW_CASES {
@@ -57,7 +60,7 @@ fn raw_char_offsets_match_transformers() {
 
 #[test]
 fn byte_offsets_convert_to_python_char_offsets() {
-    for model in GOLDEN_MODELS {
+    for model in GOLDEN_TOKENIZERS {
         let golden = golden(model);
         for case in golden["cases"].as_array().unwrap() {
             let table = ByteToChar::new(case["text"].as_str().unwrap());
@@ -78,7 +81,7 @@ fn byte_offsets_convert_to_python_char_offsets() {
 
 #[test]
 fn token_text_is_the_python_slice() {
-    for model in GOLDEN_MODELS {
+    for model in GOLDEN_TOKENIZERS {
         let golden = golden(model);
         let tokenizer = golden_tokenizer(model);
         let case = case(&golden, "names");
@@ -91,7 +94,7 @@ fn token_text_is_the_python_slice() {
 
 #[test]
 fn non_special_tokens_have_non_empty_spans() {
-    for model in GOLDEN_MODELS {
+    for model in GOLDEN_TOKENIZERS {
         let golden = golden(model);
         let tokenizer = golden_tokenizer(model);
         for case in golden["cases"].as_array().unwrap() {
@@ -127,7 +130,7 @@ fn multibyte_name_pieces_cover_whole_characters() {
 
 #[test]
 fn bos_token_id_matches_tokenizer_config() {
-    for model in GOLDEN_MODELS {
+    for model in GOLDEN_TOKENIZERS {
         let golden = golden(model);
         let expected = golden["bos_token_id"].as_u64().map(|id| id as u32);
         assert_eq!(bos_token_id(&golden_tokenizer(model)), expected, "{model}");
