@@ -331,3 +331,40 @@ fn template_special_tokens_are_special() {
             .all(|t| t.special && t.region == Region::ChatTemplate && t.word.is_none())
     );
 }
+
+#[test]
+fn trimmed_offsets_still_give_whitespace_spans() {
+    // GPT-2 style tokenizers trim whitespace from offsets, which leaves a
+    // token of only spaces with an empty span. Each such token must get the
+    // whitespace it stands for.
+    let mut spec: Value =
+        serde_json::from_slice(&std::fs::read(golden_dir("qwen2").join("tokenizer.json")).unwrap())
+            .unwrap();
+    spec["post_processor"]["trim_offsets"] = Value::Bool(true);
+    let tokenizer: tokenizers::Tokenizer = spec.to_string().parse().unwrap();
+
+    let text = "  Two  leading spaces, x \n and 34 ";
+    let trimmed = tokenizer.encode(text, true).unwrap();
+    assert!(
+        trimmed.get_offsets().iter().any(|(s, e)| s == e),
+        "the tokenizer trims offsets"
+    );
+
+    let tokens = tokenize_raw(&tokenizer, text).unwrap();
+    let chars: Vec<char> = text.chars().collect();
+    for token in &tokens.tokens {
+        assert!(token.start < token.end, "{token:?}");
+    }
+    let spaces: Vec<_> = tokens
+        .tokens
+        .iter()
+        .filter(|t| t.token.chars().all(|c| c == 'Ġ'))
+        .collect();
+    assert!(spaces.len() >= 4, "{spaces:?}");
+    for token in spaces {
+        assert!(
+            chars[token.start..token.end].iter().all(|c| *c == ' '),
+            "{token:?}"
+        );
+    }
+}
