@@ -15,7 +15,8 @@ const SYSTEM: &str =
 const PREFIX: &str = "Read the case below and decide the appeal.\n\n";
 const SUFFIX: &str = "\n\nAnswer with GRANT or REFUSE and give brief reasons.";
 
-/// A vignette of about 200 words with three fields, and its user message layout.
+/// Builds a user message around a vignette of about 200 words with three
+/// fields, and returns it with its layout.
 fn user_message() -> (String, PromptLayout) {
     let name = "Siobhán Nguyễn";
     let paragraph = "The Secretary of State refused the application because the evidence of the \
