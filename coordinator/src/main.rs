@@ -6,13 +6,14 @@ mod commands;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 /// Run vignette studies on a language model and record, for every sampled
 /// decision, which prompt tokens the model attended to.
 #[derive(Parser)]
-#[command(name = "gaze", version, about, long_about = None)]
+#[command(name = "gaze", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -22,6 +23,8 @@ struct Cli {
 enum Command {
     /// Build the sample plan of a study and print its summary.
     Plan(commands::plan::PlanArgs),
+    /// Write one table of a study, from its committed shards, as CSV or JSON lines.
+    Export(commands::export::ExportArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
 
     let result = match Cli::parse().command {
         Command::Plan(args) => commands::plan::run(args),
+        Command::Export(args) => block_on(commands::export::run(args)),
     };
 
     // Print the error and its causes on one line each, without a backtrace:
@@ -46,4 +50,10 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs an async command to completion on a new Tokio runtime.
+fn block_on(command: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the Tokio runtime failed")?;
+    runtime.block_on(command)
 }

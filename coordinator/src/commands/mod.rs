@@ -1,3 +1,4 @@
 //! One module per `gaze` subcommand.
 
+pub mod export;
 pub mod plan;
