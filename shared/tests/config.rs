@@ -3,11 +3,9 @@
 
 mod plan_support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use gaze_shared::config::{
-    Device, DeviceList, Dtype, IndexSelection, QueueLocation, StoreLocation,
-};
+use gaze_shared::config::{Device, DeviceList, Dtype, IndexSelection, QueueLocation};
 use plan_support::{CONFIG_PATH, MINIMAL_CONFIG, parse_config};
 
 /// Returns the error of `MINIMAL_CONFIG` with `from` replaced by `to`.
@@ -46,10 +44,7 @@ fn relative_paths_resolve_against_config_folder() {
         PathBuf::from("/studies/test/vignettes.json")
     );
     assert_eq!(config.models[0].path, PathBuf::from("/studies/test/model"));
-    assert_eq!(
-        config.store_location(),
-        StoreLocation::Local(PathBuf::from("/studies/test/out"))
-    );
+    assert_eq!(config.store_url(), "/studies/test/out");
 }
 
 #[test]
@@ -280,34 +275,26 @@ fn dtype_defaults_follow_devices() {
 }
 
 #[test]
-fn store_locations_parse() {
-    let base = Path::new("/base");
+fn store_urls_are_checked_and_resolved() {
+    let with_store =
+        |store: &str| MINIMAL_CONFIG.replace("store = \"out\"", &format!("store = \"{store}\""));
 
-    assert_eq!(
-        StoreLocation::parse("memory://", base).unwrap(),
-        StoreLocation::Memory
-    );
-    assert_eq!(
-        StoreLocation::parse("file:///data/out", base).unwrap(),
-        StoreLocation::Local("/data/out".into())
-    );
-    assert_eq!(
-        StoreLocation::parse("s3://bucket/a/b/", base).unwrap(),
-        StoreLocation::S3 {
-            bucket: "bucket".into(),
-            prefix: "a/b".into()
-        }
-    );
-    assert_eq!(
-        StoreLocation::parse("out", base).unwrap(),
-        StoreLocation::Local("/base/out".into())
-    );
-    assert!(
-        StoreLocation::parse("gs://bucket", base)
-            .unwrap_err()
-            .contains("gs://")
-    );
-    assert!(StoreLocation::parse("s3:///prefix", base).is_err());
+    for url in [
+        "memory://",
+        "memory://tests",
+        "file:///data/out",
+        "s3://bucket/a/b",
+    ] {
+        assert_eq!(parse_config(&with_store(url)).unwrap().store_url(), url);
+    }
+    let relative = parse_config(&with_store("../results")).unwrap();
+    assert_eq!(relative.store_url(), "/studies/results");
+    let scheme = parse_config(&with_store("gs://bucket")).unwrap_err();
+    assert_contains(&scheme, &["output.store", "gs://", "s3://"]);
+    let bucket = parse_config(&with_store("s3:///prefix")).unwrap_err();
+    assert_contains(&bucket, &["output.store", "name the bucket"]);
+    let file = parse_config(&with_store("file://data")).unwrap_err();
+    assert_contains(&file, &["output.store", "absolute path"]);
 }
 
 #[test]

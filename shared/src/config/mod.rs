@@ -27,7 +27,7 @@ pub use design::DesignConfig;
 pub use error::ConfigError;
 pub use generation::GenerationConfig;
 pub use model::{Device, DeviceList, Dtype, InvalidDevice, ModelConfig};
-pub use output::{OutputConfig, QueueConfig, QueueLocation, StoreLocation};
+pub use output::{OutputConfig, QueueConfig, QueueLocation};
 pub use overrides::Overrides;
 pub use prompt::{DEFAULT_RAW_TEMPLATE, PromptConfig, TemplateKind, VIGNETTE_PLACEHOLDER};
 pub use study::{StudySection, is_identifier};
@@ -87,12 +87,10 @@ impl StudyConfig {
         base_dir_of(&self.source)
     }
 
-    /// Returns the result store, with a relative local path resolved against
-    /// the config file's folder.
-    pub fn store_location(&self) -> StoreLocation {
-        self.output
-            .store_location(&self.base_dir())
-            .expect("validated: output.store parses")
+    /// Returns the URL to open the result store with, a relative folder
+    /// path resolved against the config file's folder.
+    pub fn store_url(&self) -> String {
+        self.output.store_url(&self.base_dir())
     }
 
     /// Returns the model with identifier `id`.
@@ -136,7 +134,7 @@ impl StudyConfig {
         self.generation.validate(&check)?;
         self.decision.validate(&check)?;
         self.attention.validate(&check)?;
-        self.output.validate(&self.base_dir(), &check)?;
+        self.output.validate(&check)?;
         self.queue.validate(&check)?;
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! The `[output]` and `[queue]` sections: where results are written and how
 //! shards reach the workers.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 
@@ -11,7 +11,8 @@ use crate::queue::redact_url;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
-    /// Location of the result tables, parsed by [`StoreLocation::parse`].
+    /// The result store, as [`crate::store::Store::open`] takes it: a folder,
+    /// `file:///absolute/path`, `s3://bucket/prefix` or `memory://prefix`.
     pub store: String,
     /// Samples per shard, the unit of work a worker leases, at least 1.
     #[serde(default = "default_samples_per_shard")]
@@ -23,14 +24,25 @@ fn default_samples_per_shard() -> u32 {
 }
 
 impl OutputConfig {
-    /// Returns the store location, with a relative local path joined onto `base`.
-    pub fn store_location(&self, base: &Path) -> Result<StoreLocation, String> {
-        StoreLocation::parse(&self.store, base)
+    /// Returns the URL to open the store with: `store` as written, except
+    /// that a relative folder path is joined onto `base`.
+    pub fn store_url(&self, base: &Path) -> String {
+        if self.store.contains("://") {
+            return self.store.clone();
+        }
+        super::join_lexically(base, Path::new(&self.store))
+            .to_string_lossy()
+            .into_owned()
     }
 
-    pub(crate) fn validate(&self, base: &Path, check: &Checker) -> Result<(), ConfigError> {
-        self.store_location(base)
-            .map_err(|reason| check.invalid("output.store", format!("{:?}", self.store), reason))?;
+    pub(crate) fn validate(&self, check: &Checker) -> Result<(), ConfigError> {
+        check_store_url(&self.store).map_err(|reason| {
+            check.invalid(
+                "output.store",
+                format!("{:?}", redact_url(&self.store)),
+                reason,
+            )
+        })?;
         if self.samples_per_shard == 0 {
             return Err(check.invalid("output.samples_per_shard", 0, "set it to at least 1"));
         }
@@ -38,52 +50,30 @@ impl OutputConfig {
     }
 }
 
-/// A result store: a local folder, an S3 bucket and prefix, or memory (for tests).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreLocation {
-    Local(PathBuf),
-    S3 { bucket: String, prefix: String },
-    Memory,
-}
-
-impl StoreLocation {
-    /// Parses a local path, `file:///abs/path`, `s3://bucket/prefix` or
-    /// `memory://`. A relative local path is joined onto `base`. The error
-    /// lists the accepted forms.
-    pub fn parse(text: &str, base: &Path) -> Result<StoreLocation, String> {
-        if text.is_empty() {
-            return Err(
+/// Checks the form of a store URL without opening it (opening a folder
+/// creates it). [`crate::store::Store::open`] checks the rest, such as
+/// credentials written into an `s3://` URL.
+pub(crate) fn check_store_url(text: &str) -> Result<(), String> {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return match text.is_empty() {
+            true => Err(
                 "set it to a folder, file:///absolute/path, s3://bucket/prefix or memory://".into(),
-            );
-        }
-        if text == "memory://" {
-            return Ok(StoreLocation::Memory);
-        }
-        if let Some(path) = text.strip_prefix("file://") {
-            if !path.starts_with('/') {
-                return Err("a file:// URL needs an absolute path, as in file:///data/gaze; write a plain relative path instead".into());
-            }
-            return Ok(StoreLocation::Local(PathBuf::from(path)));
-        }
-        if let Some(rest) = text.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                return Err("name the bucket, as in s3://my-bucket/studies".into());
-            }
-            return Ok(StoreLocation::S3 {
-                bucket: bucket.to_string(),
-                prefix: prefix.trim_matches('/').to_string(),
-            });
-        }
-        if let Some((scheme, _)) = text.split_once("://") {
-            return Err(format!(
-                "the scheme {scheme}:// is not supported; use a folder, file://, s3:// or memory://"
-            ));
-        }
-        Ok(StoreLocation::Local(super::join_lexically(
-            base,
-            Path::new(text),
-        )))
+            ),
+            false => Ok(()),
+        };
+    };
+    match scheme {
+        "memory" => Ok(()),
+        "file" if rest.starts_with('/') => Ok(()),
+        "file" => Err(
+            "a file:// URL needs an absolute path, as in file:///data/gaze; write a plain relative path instead"
+                .into(),
+        ),
+        "s3" if !rest.is_empty() && !rest.starts_with('/') => Ok(()),
+        "s3" => Err("name the bucket, as in s3://my-bucket/studies".into()),
+        _ => Err(format!(
+            "the scheme {scheme}:// is not supported; use a folder, file://, s3:// or memory://"
+        )),
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use super::StudyConfig;
 use super::error::ConfigError;
 use super::model::DeviceList;
-use super::output::{StoreLocation, parse_queue_url};
+use super::output::{check_store_url, parse_queue_url};
 use crate::queue::redact_url;
 
 /// Environment variables read by [`Overrides::from_env`], in field order.
@@ -68,15 +68,11 @@ impl Overrides {
     /// Applies the overrides to `config` and validates the result. On error
     /// `config` may be partly changed; callers drop it.
     pub fn apply(&self, config: &mut StudyConfig) -> Result<(), ConfigError> {
-        let current_dir = PathBuf::from(".");
-
         if let Some(store) = &self.store {
-            StoreLocation::parse(store, &current_dir).map_err(|reason| {
-                ConfigError::InvalidOverride {
-                    source_name: "--store / GAZE_STORE",
-                    value: store.clone(),
-                    reason,
-                }
+            check_store_url(store).map_err(|reason| ConfigError::InvalidOverride {
+                source_name: "--store / GAZE_STORE",
+                value: redact_url(store),
+                reason,
             })?;
             config.output.store = absolute_if_local(store);
         }
