@@ -95,6 +95,14 @@ fn study_name_with_space_names_value_and_fix() {
 }
 
 #[test]
+fn study_name_longer_than_store_ids_is_rejected() {
+    let long = "s".repeat(129);
+    let message = error_with("name = \"test-study\"", &format!("name = \"{long}\""));
+
+    assert_contains(&message, &["study.name", "1 to 128"]);
+}
+
+#[test]
 fn model_ids_must_be_unique() {
     let text = MINIMAL_CONFIG.replace(
         "[[models]]\nid = \"m1\"\npath = \"model\"\n",

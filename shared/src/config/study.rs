@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::error::{Checker, ConfigError};
+use crate::store::MAX_ID_LEN;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,10 +25,13 @@ impl StudySection {
     }
 }
 
-/// Returns whether `text` is a non-empty string of ASCII letters, digits,
-/// `_` and `-`, the characters that are safe in object keys and column names.
+/// Returns whether `text` is 1 to [`MAX_ID_LEN`] ASCII letters, digits, `_`
+/// and `-`: one safe segment of an object key, and a safe column name. The
+/// store's [`crate::store::StudyId`] and [`crate::store::ModelId`] accept
+/// the same.
 pub fn is_identifier(text: &str) -> bool {
     !text.is_empty()
+        && text.len() <= MAX_ID_LEN
         && text
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
@@ -46,6 +50,7 @@ pub(crate) fn check_identifier(check: &Checker, key: &str, value: &str) -> Resul
                 '-'
             }
         })
+        .take(MAX_ID_LEN)
         .collect();
     let suggestion = if suggestion.is_empty() {
         "my-study".to_string()
@@ -55,6 +60,6 @@ pub(crate) fn check_identifier(check: &Checker, key: &str, value: &str) -> Resul
     Err(check.invalid(
         key,
         format!("{value:?}"),
-        format!("use only ASCII letters, digits, '_' and '-', such as {suggestion:?}"),
+        format!("use 1 to {MAX_ID_LEN} ASCII letters, digits, '_' and '-', such as {suggestion:?}"),
     ))
 }

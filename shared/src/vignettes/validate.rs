@@ -8,6 +8,7 @@ use super::file::{FieldSpec, PoolValue, Restriction, TopicSpec, VignetteFile};
 use super::template::{Template, is_field_name};
 use super::{Pool, RESERVED_FIELD_NAMES, Topic};
 use crate::config::is_identifier;
+use crate::store::MAX_ID_LEN;
 
 /// Returns the validated topics, or a message saying what is wrong and how
 /// to fix it.
@@ -41,7 +42,7 @@ fn build_topic(spec: &TopicSpec, shared: &BTreeMap<String, Pool>) -> Result<Topi
     let id = &spec.id;
     if !is_identifier(id) {
         return Err(format!(
-            "topic id {id:?} is invalid; use only ASCII letters, digits, '_' and '-'"
+            "topic id {id:?} is invalid; use 1 to {MAX_ID_LEN} ASCII letters, digits, '_' and '-'"
         ));
     }
     if spec.route.trim().is_empty() {
