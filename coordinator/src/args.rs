@@ -9,7 +9,7 @@ use gaze_shared::config::{Overrides, StudyConfig};
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct OverrideArgs {
     /// Result store, replacing output.store: a folder, file:///path,
-    /// s3://bucket/prefix or memory://.
+    /// s3://bucket/prefix or memory://prefix.
     #[arg(long, env = "GAZE_STORE", value_name = "URL")]
     pub store: Option<String>,
 
