@@ -1,1 +1,5 @@
-//! TODO: not yet written.
+//! One module per `gaze` subcommand, and the plain-text tables they print.
+
+pub mod status;
+pub mod submit;
+pub mod table;
