@@ -7,7 +7,7 @@
 #[allow(dead_code)]
 #[path = "../src/commands"]
 mod commands {
-    #[path = "status.rs"]
+    #[path = "status/mod.rs"]
     pub mod status;
     #[path = "submit.rs"]
     pub mod submit;
