@@ -27,7 +27,10 @@ async fn bounded(what: &str, future: impl std::future::Future<Output = ()>) {
 
 #[tokio::test]
 async fn sigterm_drains_then_sigint_stops() {
-    let signal = ShutdownSignal::from_os_signals().expect("install signal handlers");
+    // No repeat window: the test sends its second signal right after the
+    // first, and both must count.
+    let signal = ShutdownSignal::from_os_signals_with_repeat_window(Duration::ZERO)
+        .expect("install signal handlers");
     assert_eq!(signal.stage(), ShutdownStage::Running);
 
     send_to_self("TERM");

@@ -18,7 +18,7 @@
 //! 4. when a heartbeat finds the lease lost, cancels the runner and discards
 //!    its result, unless the runner reports the shard committed.
 //!
-//! Every worker also runs a [`Reaper`](gaze_shared::queue::Reaper), so that
+//! Every worker also runs a [`Reaper`], so that
 //! jobs of dead workers return to the queue while any worker of the model
 //! is alive.
 //!
@@ -56,7 +56,7 @@ use attempt::{AttemptEnd, Worker};
 use heartbeat_clock::{ClockedQueue, HeartbeatClock};
 use metrics::WorkerMetrics;
 pub use runner::{AttemptInfo, BoxError, CommitStatus, ShardError, ShardOutcome, ShardRunner};
-pub use shutdown::{ShutdownSignal, ShutdownStage, ShutdownTrigger};
+pub use shutdown::{REPEAT_WINDOW, ShutdownSignal, ShutdownStage, ShutdownTrigger};
 
 /// How many non-transient claim errors in a row make [`serve`] give up.
 /// Transient errors (Redis unreachable) are retried for as long as they

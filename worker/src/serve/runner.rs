@@ -24,11 +24,11 @@ pub type BoxError = Box<dyn Error + Send + Sync + 'static>;
 /// Contract:
 /// - Return `Ok` only once the shard's commit marker exists, written by this
 ///   attempt or found from an earlier one. The loop then acks the job.
-/// - Write data under a path unique to the attempt
-///   ([`AttemptInfo::attempt`] and [`AttemptInfo::worker`]) and create the
-///   commit marker only if absent, so that two attempts of one shard never
-///   overwrite each other. A retried shard may find the marker and return
-///   at once.
+/// - Keep a stale attempt from overwriting a committed shard, as the
+///   fencing section of [`gaze_shared::queue`] describes: write data under
+///   a path unique to the attempt ([`AttemptInfo::attempt`] and
+///   [`AttemptInfo::worker`]) and create the commit marker only if absent.
+///   A retried shard may find the marker and return at once.
 /// - Call [`AttemptInfo::still_owner`] right before the commit step and
 ///   return [`ShardError::Cancelled`] when it is `false`.
 /// - When `cancel` fires (the lease was lost, or the shutdown grace period

@@ -1,5 +1,5 @@
-//! Graceful shutdown for long-running commands: the first SIGTERM or SIGINT
-//! asks them to finish their current work, a second one to stop at once.
+//! Graceful shutdown for long-running commands: on the first SIGTERM or
+//! SIGINT they finish their current work, on a second one they stop at once.
 //!
 //! Slurm and Kubernetes both send SIGTERM and then SIGKILL after a delay, so
 //! a worker that drains on the first signal keeps the work it can finish in
@@ -7,9 +7,16 @@
 
 use std::future::pending;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tracing::{info, warn};
+
+/// Signals this close to the last counted one are taken as the same
+/// request. Slurm, when it cancels or preempts a job, sends SIGTERM to every
+/// process of the job, so a worker whose batch script also forwards the
+/// signal receives it twice at once.
+pub const REPEAT_WINDOW: Duration = Duration::from_secs(2);
 
 /// How far a shutdown has gone. Stages only move forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -57,17 +64,35 @@ impl ShutdownSignal {
     /// Listens for SIGTERM and SIGINT (Ctrl-C) on the current tokio runtime.
     /// Each signal moves the stage one step: the first to
     /// [`Draining`](ShutdownStage::Draining), the second to
-    /// [`Immediate`](ShutdownStage::Immediate).
+    /// [`Immediate`](ShutdownStage::Immediate). A signal within
+    /// [`REPEAT_WINDOW`] of the last one that counted is ignored.
     ///
     /// The process keeps tokio's handlers installed once this is called, so
     /// signals after the second one no longer kill it: the caller must exit
-    /// when it sees `Immediate`. Fails when the handlers cannot be
+    /// when the stage is `Immediate`. Fails when the handlers cannot be
     /// installed. Outside Unix only Ctrl-C is watched.
     pub fn from_os_signals() -> std::io::Result<ShutdownSignal> {
+        Self::from_os_signals_with_repeat_window(REPEAT_WINDOW)
+    }
+
+    /// Like [`from_os_signals`](Self::from_os_signals), ignoring signals
+    /// within `repeat_window` of the last one that counted.
+    pub fn from_os_signals_with_repeat_window(
+        repeat_window: Duration,
+    ) -> std::io::Result<ShutdownSignal> {
         let (trigger, signal) = Self::manual();
         let mut signals = OsSignals::install()?;
+        let mut repeats = RepeatFilter::new(repeat_window);
         tokio::spawn(async move {
             while let Some(name) = signals.next().await {
+                if !repeats.counts(Instant::now()) {
+                    info!(
+                        signal = name,
+                        window_ms = repeat_window.as_millis() as u64,
+                        "ignoring a shutdown signal that repeats the last one within the window; send it again later to stop at once"
+                    );
+                    continue;
+                }
                 match trigger.escalate() {
                     ShutdownStage::Running => unreachable!("escalate never returns Running"),
                     ShutdownStage::Draining => info!(
@@ -142,6 +167,34 @@ impl ShutdownTrigger {
     }
 }
 
+/// Drops signals that repeat the last counted one within a window.
+#[derive(Debug)]
+struct RepeatFilter {
+    window: Duration,
+    last_counted: Option<Instant>,
+}
+
+impl RepeatFilter {
+    fn new(window: Duration) -> Self {
+        Self {
+            window,
+            last_counted: None,
+        }
+    }
+
+    /// Returns whether a signal received at `now` counts, and if so records
+    /// it as the last counted one.
+    fn counts(&mut self, now: Instant) -> bool {
+        if let Some(last) = self.last_counted
+            && now.saturating_duration_since(last) < self.window
+        {
+            return false;
+        }
+        self.last_counted = Some(now);
+        true
+    }
+}
+
 /// The OS signals that request a shutdown.
 struct OsSignals {
     #[cfg(unix)]
@@ -212,6 +265,24 @@ mod tests {
         trigger.stop_now();
         signal.draining().await;
         signal.immediate().await;
+    }
+
+    #[test]
+    fn repeat_within_window_ignored() {
+        let start = Instant::now();
+        let mut repeats = RepeatFilter::new(Duration::from_secs(2));
+        assert!(repeats.counts(start));
+        assert!(!repeats.counts(start + Duration::from_millis(1999)));
+        assert!(repeats.counts(start + Duration::from_secs(2)));
+        assert!(!repeats.counts(start + Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn zero_window_counts_every_signal() {
+        let start = Instant::now();
+        let mut repeats = RepeatFilter::new(Duration::ZERO);
+        assert!(repeats.counts(start));
+        assert!(repeats.counts(start));
     }
 
     #[test]
