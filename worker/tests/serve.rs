@@ -396,6 +396,26 @@ async fn foreign_job_dead_lettered() {
 }
 
 #[tokio::test]
+async fn shutdown_during_claim_releases_unstarted() {
+    let (trigger, shutdown) = ShutdownSignal::manual();
+    let inner = embedded_queue("serve-claim-shutdown");
+    let queue: Arc<dyn JobQueue> = Arc::new(ShutdownOnClaim { inner, trigger });
+    submit(queue.as_ref(), 0..2).await;
+    let runner = FakeRunner::committing();
+
+    let options = options_until_shutdown(MODEL, "worker-a");
+    let future = serve(queue.clone(), runner.clone(), options, shutdown);
+    let report = bounded("the worker stops", future).await.expect("serve");
+
+    assert_eq!(report.stop, StopReason::Shutdown);
+    assert_eq!(report.released, 1);
+    assert!(runner.runs().is_empty());
+    let after = snapshot(queue.as_ref()).await;
+    assert_eq!(after.queued, 2);
+    assert!(after.in_flight.is_empty());
+}
+
+#[tokio::test]
 async fn serve_on_redis_skips_bad_messages() {
     let Some(url) = redis_url("serve_on_redis_skips_bad_messages") else {
         return;
@@ -480,6 +500,13 @@ impl ForeignFingerprint {
     }
 }
 
+/// A queue that requests a shutdown during every claim, as a SIGTERM that
+/// arrives while the claim is on its way to Redis would.
+struct ShutdownOnClaim {
+    inner: Arc<dyn JobQueue>,
+    trigger: ShutdownTrigger,
+}
+
 /// Forwards the [`JobQueue`] methods that a test wrapper leaves unchanged.
 macro_rules! forward_queue {
     ($($method:ident),*) => {
@@ -556,6 +583,19 @@ impl JobQueue for ForeignFingerprint {
             }
             Ok(lease)
         })
+    }
+
+    fn heartbeat<'a>(&'a self, lease: &'a Lease) -> QueueFuture<'a, ()> {
+        self.inner.heartbeat(lease)
+    }
+}
+
+impl JobQueue for ShutdownOnClaim {
+    forward_queue!();
+
+    fn claim<'a>(&'a self, model: &'a str, consumer: &'a str) -> QueueFuture<'a, Option<Lease>> {
+        self.trigger.drain();
+        self.inner.claim(model, consumer)
     }
 
     fn heartbeat<'a>(&'a self, lease: &'a Lease) -> QueueFuture<'a, ()> {

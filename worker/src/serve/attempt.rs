@@ -74,12 +74,6 @@ impl Worker {
     /// Runs one attempt on `lease` and settles the lease. Every error is
     /// logged and folded into the returned end rather than returned.
     pub(super) async fn run_attempt(&self, lease: Lease) -> AttemptEnd {
-        let span = info_span!(
-            "shard",
-            shard = lease.job.shard_id,
-            attempt = lease.attempt,
-            delivery = lease.delivery
-        );
         async {
             let started = Instant::now();
             self.metrics.shard_started(lease.job.shard_id);
@@ -88,7 +82,20 @@ impl Worker {
             self.count(&end);
             end
         }
-        .instrument(span)
+        .instrument(shard_span(&lease))
+        .await
+    }
+
+    /// Releases a job claimed while the worker was starting to shut down,
+    /// without running it, so another worker takes it at once.
+    pub(super) async fn release_unstarted(&self, lease: Lease) -> AttemptEnd {
+        async {
+            info!("shutdown requested while claiming, releasing the shard unstarted");
+            let end = self.release(&lease, ReleaseReason::Shutdown).await;
+            self.count(&end);
+            end
+        }
+        .instrument(shard_span(&lease))
         .await
     }
 
@@ -303,6 +310,16 @@ where
             result => return result,
         }
     }
+}
+
+/// The span of one attempt: the shard, its fencing token and delivery.
+fn shard_span(lease: &Lease) -> Span {
+    info_span!(
+        "shard",
+        shard = lease.job.shard_id,
+        attempt = lease.attempt,
+        delivery = lease.delivery
+    )
 }
 
 fn runner_panicked(err: JoinError) -> ShardError {

@@ -313,13 +313,19 @@ impl Worker {
                 return Ok(stop);
             }
 
+            // Only a second signal interrupts a claim: a claim dropped after
+            // the queue granted it would hold the job until its lease expired.
             let claimed = tokio::select! {
                 biased;
-                () = self.shutdown.draining() => continue,
+                () = self.shutdown.immediate() => continue,
                 claimed = self.queue.claim(&self.options.model, &self.options.worker) => claimed,
             };
 
             let delay = match claimed {
+                Ok(Some(lease)) if self.shutdown.stage() != ShutdownStage::Running => {
+                    report.record(self.release_unstarted(lease).await);
+                    continue;
+                }
                 Ok(Some(lease)) => {
                     claim_errors = 0;
                     poll.reset();
