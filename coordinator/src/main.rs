@@ -1,1 +1,59 @@
-fn main() {}
+//! The `gaze` command: plans, runs and exports vignette studies.
+
+mod args;
+mod commands;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Run vignette studies on a language model and record, for every sampled
+/// decision, which prompt tokens the model attended to.
+#[derive(Parser)]
+#[command(name = "gaze", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the sample plan of a study and print its summary.
+    Plan(commands::plan::PlanArgs),
+    /// Write one table of a study, from its committed shards, as CSV or JSON lines.
+    Export(commands::export::ExportArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+
+    let result = match Cli::parse().command {
+        Command::Plan(args) => commands::plan::run(args),
+        Command::Export(args) => block_on(commands::export::run(args)),
+    };
+
+    // Print the error and its causes on one line each, without a backtrace:
+    // the messages name the value and the fix, which is what a user needs.
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs an async command to completion on a new Tokio runtime.
+fn block_on(command: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the Tokio runtime failed")?;
+    runtime.block_on(command)
+}

@@ -14,8 +14,8 @@ use gaze_shared::queue::{
     EmbeddedBroker, Job, JobQueue, LeaseSettings, RedisOptions, RedisQueue, StudyId,
 };
 use gaze_worker::serve::{
-    AttemptInfo, CommitStatus, ServeOptions, ShardError, ShardOutcome, ShardRunner,
-    ShutdownSignal, ShutdownTrigger, serve,
+    AttemptInfo, CommitStatus, ServeOptions, ShardError, ShardOutcome, ShardRunner, ShutdownSignal,
+    ShutdownTrigger, serve,
 };
 use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
@@ -79,9 +79,14 @@ async fn serve_batch(queue: Arc<dyn JobQueue>, shards: u64) -> Duration {
         trigger,
     });
     let start = Instant::now();
-    let report = serve(queue, runner, ServeOptions::new(MODEL, "bench-worker"), shutdown)
-        .await
-        .unwrap();
+    let report = serve(
+        queue,
+        runner,
+        ServeOptions::new(MODEL, "bench-worker"),
+        shutdown,
+    )
+    .await
+    .unwrap();
     let elapsed = start.elapsed();
     assert_eq!(report.completed, shards);
     elapsed

@@ -1,1 +1,54 @@
-//! TODO: not yet written.
+//! The store: where studies keep their manifest, Parquet tables and commit
+//! markers, on a local folder, S3 (or an S3-compatible server) or in memory.
+//!
+//! # Layout
+//!
+//! ```text
+//! <root>/<study>/manifest.json
+//! <root>/<study>/<table>/<model>-shard-<id>.parquet
+//! <root>/<study>/commits/<model>-shard-<id>.json
+//! ```
+//!
+//! - `<root>` is the store URL: a folder, `s3://bucket/prefix` or
+//!   `memory://prefix`.
+//! - `manifest.json` is written once, when the study starts: the
+//!   fingerprint and its parts, the config, a plan summary, the gaze version
+//!   and each model's identity. A later run of the same study must match it
+//!   ([`check_manifest`]), so that results computed from other inputs are
+//!   never mixed into one study.
+//! - `<table>` is one of `samples`, `tokens`, `attention_topk`,
+//!   `attention_fields` and `attention_rows`. One folder per table lets a
+//!   reader take a whole table at once, as in DuckDB's
+//!   `read_parquet('<root>/<study>/attention_topk/*.parquet')`.
+//! - `<id>` is the shard id, zero-padded to five digits (`00042`).
+//! - `commits/<model>-shard-<id>.json` is the shard's commit marker, written
+//!   after all its tables. **A shard without its marker is not done**,
+//!   whatever else exists; readers skip its files, and the coordinator runs
+//!   it again. A retry writes the same keys, so it replaces the files of a
+//!   failed attempt instead of adding to them.
+//!
+//! Study and model ids are limited to `[A-Za-z0-9_-]` and table names come
+//! from a closed enum, so every key stays inside its study's folder.
+
+mod commit;
+mod error;
+mod keys;
+mod manifest;
+mod open;
+mod write;
+
+pub use commit::{
+    CommitMarker, ShardTimings, committed_shard_keys, committed_shards, pending_shards,
+    read_commit_marker, write_commit_marker,
+};
+pub use error::{Operation, StoreError};
+pub use keys::{
+    COMMITS_FOLDER, InvalidId, MANIFEST_NAME, MAX_ID_LEN, ModelId, SHARD_ID_DIGITS, ShardKey,
+    StudyId, StudyKeys,
+};
+pub use manifest::{
+    Manifest, ManifestChange, ManifestMismatch, ManifestStatus, check_manifest, read_manifest,
+    write_or_check_manifest,
+};
+pub use open::{Store, StoreOptions};
+pub use write::{TableWritten, UPLOAD_PART_BYTES, write_shard, write_table};

@@ -1,1 +1,3 @@
 //! TODO: not yet written.
+
+pub mod summary;

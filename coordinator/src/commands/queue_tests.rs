@@ -1,25 +1,11 @@
 //! `gaze submit` and `gaze status` over the in-process queue: which shards
 //! are queued, and the table and JSON forms of the status report.
 
-// NOTE: main.rs does not declare the command modules yet, so this test
-// compiles them itself. Once main.rs has `mod commands;`, these tests could
-// move next to the code.
-#[allow(dead_code)]
-#[path = "../src/commands"]
-mod commands {
-    #[path = "status/mod.rs"]
-    pub mod status;
-    #[path = "submit.rs"]
-    pub mod submit;
-    #[path = "table.rs"]
-    pub mod table;
-}
-
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use commands::status::{StatusInput, build_report, read_status, render_json, render_table};
-use commands::submit::{CommittedShard, PlannedModel, PlannedShard, submit};
+use super::status::{StatusInput, build_report, read_status, render_json, render_table};
+use super::submit::{CommittedShard, PlannedModel, PlannedShard, submit};
 use gaze_shared::queue::{
     DeadLetter, EmbeddedBroker, EmbeddedQueue, InFlightJob, JobQueue, LeaseSettings, QueueSnapshot,
     ReleaseReason, StudyId, WorkerSeen,
@@ -253,7 +239,7 @@ fn report_of(
     plan: &[PlannedModel],
     done: &[CommittedShard],
     queues: &BTreeMap<String, QueueSnapshot>,
-) -> commands::status::StatusReport {
+) -> super::status::StatusReport {
     build_report(&StatusInput {
         study: &study(),
         plan,
