@@ -6,4 +6,5 @@ pub mod capture;
 pub mod generate;
 pub mod model;
 pub mod prompt;
+pub mod serve;
 pub mod testmodel;
