@@ -5,18 +5,25 @@
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
+use gaze_worker::Engine;
+use gaze_worker::capture::{CaptureSpec, CapturedStep};
+use gaze_worker::generate::{GenerationRequest, GenerationSettings, SamplingParams, StopReason};
+use gaze_worker::model::DTypeChoice;
 use gaze_worker::model::decoder::CaptureLayers;
 use gaze_worker::model::mask::{AttentionMasks, MaskLayout};
-use gaze_worker::model::{DTypeChoice, LoadedModel};
 use serde::Deserialize;
 
 /// Attention rows match transformers within this absolute difference.
 const TOLERANCE: f32 = 1e-5;
 
+/// `[step][layer][head][key]`.
+type Rows = Vec<Vec<Vec<Vec<f32>>>>;
+
 #[derive(Deserialize)]
 struct Golden {
     new_tokens: usize,
     cases: Vec<Case>,
+    batch: Batch,
 }
 
 #[derive(Deserialize)]
@@ -25,8 +32,22 @@ struct Case {
     input_ids: Vec<u32>,
     generated_ids: Vec<u32>,
     first_step_logits: Vec<f32>,
-    /// `[step][layer][head][key]`.
-    attentions: Vec<Vec<Vec<Vec<f32>>>>,
+    attentions: Rows,
+}
+
+#[derive(Deserialize)]
+struct Batch {
+    padded_input_ids: Vec<Vec<u32>>,
+    attention_mask: Vec<Vec<u32>>,
+    rows: Vec<BatchRow>,
+}
+
+#[derive(Deserialize)]
+struct BatchRow {
+    input_ids: Vec<u32>,
+    padding: usize,
+    generated_ids: Vec<u32>,
+    attentions: Rows,
 }
 
 fn golden_dir(name: &str) -> PathBuf {
@@ -38,56 +59,65 @@ fn read_golden(name: &str) -> Golden {
     serde_json::from_str(&text).unwrap()
 }
 
-fn load(name: &str) -> LoadedModel {
-    LoadedModel::load(&golden_dir(name), DTypeChoice::Fixed(DType::F32), &Device::Cpu).unwrap()
+fn load(name: &str) -> Engine {
+    Engine::load(&golden_dir(name), DTypeChoice::Fixed(DType::F32), &Device::Cpu).unwrap()
 }
 
-/// Greedy decoding straight on the decoder, one prompt, every layer and head
-/// captured: returns the tokens, the first step's logits and
-/// `[step][layer][head][key]` rows.
-fn greedy(model: &LoadedModel, ids: &[u32], steps: usize) -> (Vec<u32>, Vec<f32>, Vec<Vec<Vec<Vec<f32>>>>) {
-    let decoder = &model.decoder;
-    let config = decoder.config();
-    let device = Device::Cpu;
-    let capture = CaptureLayers {
-        layers: (0..config.num_hidden_layers).collect(),
-        heads: Tensor::arange(0u32, config.num_attention_heads as u32, &device).unwrap(),
+/// Greedy decoding of `new_tokens` tokens with every layer and head
+/// captured at every step.
+fn greedy(engine: &Engine, prompts: &[Vec<u32>], new_tokens: usize) -> Vec<(Vec<u32>, Rows)> {
+    let config = engine.config();
+    let settings = GenerationSettings {
+        max_new_tokens: new_tokens,
+        sampling: SamplingParams { temperature: 0.0, top_p: None, top_k: None },
+        stop_strings: Vec::new(),
+        decision: None,
     };
-    let mut cache = decoder.new_cache(ids.len() + steps);
-    let mut input = ids.to_vec();
-    let mut positions: Vec<u32> = (0..ids.len() as u32).collect();
-    let mut tokens = Vec::new();
-    let mut rows = Vec::new();
-    let mut first_logits = Vec::new();
-    for _ in 0..steps {
-        let layout = MaskLayout { pads: vec![0], past_len: cache.visible_len(), new_len: input.len() };
-        let masks = AttentionMasks::new(&layout, &decoder.sliding_windows(), &device).unwrap();
-        let input_ids = Tensor::new(input.as_slice(), &device).unwrap().unsqueeze(0).unwrap();
-        let out = decoder
-            .forward(&input_ids, &[positions.clone()], &masks, &mut cache, Some(&capture))
-            .unwrap();
-        let logits = out.logits.squeeze(0).unwrap().to_vec1::<f32>().unwrap();
-        if first_logits.is_empty() {
-            first_logits = logits.clone();
-        }
-        let token = argmax(&logits);
-        let attention = out.attention.unwrap().squeeze(1).unwrap().to_vec3::<f32>().unwrap();
-        rows.push(attention);
-        tokens.push(token);
-        positions = vec![*positions.last().unwrap() + 1];
-        input = vec![token];
-    }
-    (tokens, first_logits, rows)
+    let capture = CaptureSpec {
+        layers: (0..config.num_hidden_layers).collect(),
+        heads: (0..config.num_attention_heads).collect(),
+        first_steps: new_tokens,
+        decision_step: false,
+    };
+    let requests: Vec<GenerationRequest> = prompts
+        .iter()
+        .map(|ids| GenerationRequest { prompt_ids: ids.clone(), seed: 0, capture: true })
+        .collect();
+    let outputs = engine.generate_batch(&requests, &settings, &capture).unwrap();
+    outputs
+        .into_iter()
+        .map(|output| {
+            assert_eq!(output.stop_reason, StopReason::MaxNewTokens);
+            (output.token_ids, nest(&output.captured, config.num_hidden_layers, config.num_attention_heads))
+        })
+        .collect()
 }
 
-fn argmax(values: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, v) in values.iter().enumerate() {
-        if *v > values[best] {
-            best = i;
-        }
-    }
-    best as u32
+/// Regroups captured steps into `[step][layer][head][key]`.
+fn nest(steps: &[CapturedStep], layers: usize, heads: usize) -> Rows {
+    steps
+        .iter()
+        .enumerate()
+        .map(|(index, step)| {
+            assert_eq!(step.step, index, "captured steps are in order");
+            assert_eq!(step.rows.len(), layers * heads);
+            step.rows.chunks(heads).map(|layer| layer.iter().map(|row| row.scores.clone()).collect()).collect()
+        })
+        .collect()
+}
+
+/// The first step's logits, straight from the decoder.
+fn first_step_logits(engine: &Engine, ids: &[u32]) -> Vec<f32> {
+    let decoder = &engine.model().decoder;
+    let device = Device::Cpu;
+    let mut cache = decoder.new_cache(ids.len());
+    let layout = MaskLayout { pads: vec![0], past_len: 0, new_len: ids.len() };
+    let masks = AttentionMasks::new(&layout, &decoder.sliding_windows(), &device).unwrap();
+    let input = Tensor::new(ids, &device).unwrap().unsqueeze(0).unwrap();
+    let positions = vec![(0..ids.len() as u32).collect()];
+    let capture: Option<&CaptureLayers> = None;
+    let out = decoder.forward(&input, &positions, &masks, &mut cache, capture).unwrap();
+    out.logits.squeeze(0).unwrap().to_vec1().unwrap()
 }
 
 fn max_difference(got: &[Vec<Vec<Vec<f32>>>], want: &[Vec<Vec<Vec<f32>>>]) -> f32 {
@@ -110,32 +140,66 @@ fn max_difference(got: &[Vec<Vec<Vec<f32>>>], want: &[Vec<Vec<Vec<f32>>>]) -> f3
 
 fn check_single_prompts(name: &str) {
     let golden = read_golden(name);
-    let model = load(name);
+    let engine = load(name);
     for case in &golden.cases {
-        let (tokens, logits, rows) = greedy(&model, &case.input_ids, golden.new_tokens);
+        let (tokens, rows) = greedy(&engine, &[case.input_ids.clone()], golden.new_tokens).remove(0);
         assert_eq!(tokens, case.generated_ids, "{name}/{}: greedy tokens", case.name);
+        let diff = max_difference(&rows, &case.attentions);
+        assert!(diff < TOLERANCE, "{name}/{}: attention differs by {diff}", case.name);
+
+        let logits = first_step_logits(&engine, &case.input_ids);
         let logit_diff = logits
             .iter()
             .zip(&case.first_step_logits)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0_f32, f32::max);
         assert!(logit_diff < 1e-4, "{name}/{}: first-step logits differ by {logit_diff}", case.name);
-        let diff = max_difference(&rows, &case.attentions);
-        assert!(diff < TOLERANCE, "{name}/{}: attention differs by {diff}", case.name);
+    }
+}
+
+fn check_padded_batch(name: &str) {
+    let golden = read_golden(name);
+    let engine = load(name);
+    let batch = &golden.batch;
+    for (row, (padded, mask)) in batch.rows.iter().zip(batch.padded_input_ids.iter().zip(&batch.attention_mask)) {
+        assert_eq!(&padded[row.padding..], row.input_ids.as_slice(), "golden rows are left-padded");
+        assert_eq!(mask.iter().filter(|&&m| m == 0).count(), row.padding);
+    }
+    let prompts: Vec<Vec<u32>> = batch.rows.iter().map(|row| row.input_ids.clone()).collect();
+    let results = greedy(&engine, &prompts, golden.new_tokens);
+    for (index, (row, (tokens, rows))) in batch.rows.iter().zip(results).enumerate() {
+        assert_eq!(tokens, row.generated_ids, "{name} batch row {index}: greedy tokens");
+        let diff = max_difference(&rows, &row.attentions);
+        assert!(diff < TOLERANCE, "{name} batch row {index}: attention differs by {diff}");
     }
 }
 
 #[test]
-fn llama3_decoder_matches_transformers() {
+fn llama3_single_prompts_match_transformers() {
     check_single_prompts("llama3");
 }
 
 #[test]
-fn llama2_decoder_matches_transformers() {
+fn llama2_single_prompts_match_transformers() {
     check_single_prompts("llama2");
 }
 
 #[test]
-fn qwen2_decoder_matches_transformers() {
+fn qwen2_single_prompts_match_transformers() {
     check_single_prompts("qwen2");
+}
+
+#[test]
+fn llama3_padded_batch_matches_transformers() {
+    check_padded_batch("llama3");
+}
+
+#[test]
+fn llama2_padded_batch_matches_transformers() {
+    check_padded_batch("llama2");
+}
+
+#[test]
+fn qwen2_padded_batch_matches_transformers() {
+    check_padded_batch("qwen2");
 }
