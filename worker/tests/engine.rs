@@ -1,10 +1,10 @@
 //! The engine on random checkpoints: invariants of captured rows, batch
 //! invariance, stopping, decisions and retries.
 
-mod common;
+mod random_models;
 
 use candle_core::{DType, Device, Tensor};
-use common::*;
+use random_models::*;
 use gaze_worker::capture::CaptureSpec;
 use gaze_worker::generate::fallback::run_with_fallback;
 use gaze_worker::generate::{

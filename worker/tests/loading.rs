@@ -1,10 +1,10 @@
 //! Loading model folders: config variants of transformers 4 and 5, special
 //! tokens, shards, tied embeddings and the errors for broken folders.
 
-mod common;
+mod random_models;
 
 use candle_core::{DType, Device};
-use common::*;
+use random_models::*;
 use gaze_worker::capture::CaptureSpec;
 use gaze_worker::model::config::ModelConfig;
 use gaze_worker::model::random::RandomModel;
