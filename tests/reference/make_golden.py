@@ -170,8 +170,8 @@ def qwen2_tokenizer() -> Tokenizer:
 def llama2_tokenizer() -> Tokenizer:
     """SentencePiece-style BPE: `▁` for spaces, byte fallback, `<s>` BOS.
 
-    The trainer sees words (split on `▁`); the saved tokenizer does not split,
-    as converted Llama 2 tokenizers do. The 256 byte tokens `<0x00>`..`<0xFF>`
+    Training splits words on `▁`, but the saved tokenizer does not split, as
+    converted Llama 2 tokenizers do. The 256 byte tokens `<0x00>`..`<0xFF>`
     follow the three special tokens, as in Llama 2's vocabulary, and the
     alphabet is limited so that rare scripts fall back to bytes.
     """
@@ -422,8 +422,8 @@ def record_tokens(hf, lib: Tokenizer, text: str, add_special_tokens: bool) -> di
 def attention_rows(attentions, row: int, keep: list[int] | None) -> list:
     """[step][layer][head] -> list of keys, for one batch row.
 
-    Step 0 is the prefill (its last query row chose the first new token);
-    step k is the single query row of decode step k over prompt + k keys.
+    Step 0 is the prefill, whose last query row chose the first new token.
+    Step k is the single query row of decode step k over prompt + k keys.
     `keep` lists the key positions of the unpadded prompt.
     """
     steps = []
@@ -473,30 +473,37 @@ def record_generation(model, ids: list[int], pad_id: int) -> dict:
     }
 
 
-def overlap(a, b) -> int:
-    return max(0, min(a[1], b[1]) - max(a[0], b[0]))
+def owner(text: str, token: list[int], spans: list[tuple[str, list[int]]], gap: str | None):
+    """The label of the span that owns a token, by gaze's mapping rule.
 
-
-def largest_overlap(token: list[int], spans: list[tuple[str, list[int]]], text_len: int, gap: str | None):
-    """The label of the span with the largest overlap; ties go to the earlier span.
-
-    Characters outside every span form gap spans labelled `gap`.
+    The largest overlap wins, counted in non-whitespace characters (in all
+    characters when the token is only whitespace); ties go to the earlier
+    span. Characters outside every span form gap spans labelled `gap`.
     """
-    cuts = sorted(spans, key=lambda s: s[1][0])
+    piece = text[token[0]:token[1]]
+    by_nonspace = any(not ch.isspace() for ch in piece)
+
+    def amount(span: list[int]) -> int:
+        start, end = max(token[0], span[0]), min(token[1], span[1])
+        if end <= start:
+            return 0
+        chars = text[start:end]
+        return sum(not ch.isspace() for ch in chars) if by_nonspace else len(chars)
+
     candidates = []
     pos = 0
-    for label, span in cuts:
+    for label, span in sorted(spans, key=lambda s: s[1][0]):
         if span[0] > pos:
             candidates.append((gap, [pos, span[0]]))
         candidates.append((label, span))
         pos = max(pos, span[1])
-    if pos < text_len:
-        candidates.append((gap, [pos, text_len]))
-    best, best_overlap = gap, 0
-    for label, span in sorted(candidates, key=lambda c: c[1][0]):
-        amount = overlap(token, span)
-        if amount > best_overlap:
-            best, best_overlap = label, amount
+    if pos < len(text):
+        candidates.append((gap, [pos, len(text)]))
+
+    best, best_amount = gap, 0
+    for label, span in candidates:
+        if amount(span) > best_amount:
+            best, best_amount = label, amount(span)
     return best
 
 
@@ -583,10 +590,10 @@ def chat_case(hf, lib: Tokenizer) -> dict:
     case["rendered"] = rendered
     case["regions"] = [{"region": r, "start": s, "end": e} for r, (s, e) in regions]
     case["fields"] = [{"field": f, "start": s, "end": e} for f, (s, e) in fields]
-    # Each token's region and field by the largest character overlap, ties
-    # to the earlier span; characters outside every region are chat_template.
-    case["token_regions"] = [largest_overlap(o, regions, len(text), "chat_template") for o in case["offsets"]]
-    case["token_fields"] = [largest_overlap(o, fields, len(text), None) for o in case["offsets"]]
+    # Each token's region and field by gaze's mapping rule (see `owner`);
+    # characters outside every region are chat_template.
+    case["token_regions"] = [owner(text, o, regions, "chat_template") for o in case["offsets"]]
+    case["token_fields"] = [owner(text, o, fields, None) for o in case["offsets"]]
     return case
 
 

@@ -3,6 +3,7 @@
 
 pub mod rows;
 pub mod selection;
+pub mod summary;
 
 pub use rows::{AttentionRow, CapturedStep};
 pub use selection::Selection;

@@ -1,11 +1,21 @@
 //! Prompt rendering and token mapping: the chat template, the tokenizer's
 //! offsets in characters, and each prompt token's region, field and word.
-//!
-//! TODO: the bodies below are placeholders that the prompt work replaces;
-//! the signatures are the contract that the engine and probe build on.
+
+mod chat_template;
+mod error;
+mod mapping;
+mod offsets;
+mod strftime;
+mod tokenize;
+
+pub use chat_template::{ChatTemplate, PromptParts, render};
+pub use error::PromptError;
+pub use mapping::{OverlapRule, assign_words};
+pub use offsets::ByteToChar;
+pub use strftime::Date;
+pub use tokenize::{bos_token_id, special_token_ids, tokenize_raw, tokenize_rendered};
 
 use gaze_shared::layout::{PromptLayout, Region};
-use tokenizers::Tokenizer;
 
 /// The text of a prompt after the chat template, with the layout of its
 /// regions and fields in character offsets into `text`.
@@ -40,22 +50,17 @@ pub struct PromptToken {
 pub struct PromptTokens {
     pub ids: Vec<u32>,
     pub tokens: Vec<PromptToken>,
+    /// Position of the BOS token (0 when present), the usual attention sink;
+    /// `None` for models without a BOS, such as Qwen2.
+    pub bos_position: Option<usize>,
 }
 
-/// Tokenizes `text` as transformers' `tokenizer(text)` does: with the
-/// tokenizer's own special tokens (such as BOS) added, and no chat template.
-pub fn tokenize_raw(tokenizer: &Tokenizer, text: &str) -> anyhow::Result<PromptTokens> {
-    let _ = (tokenizer, text);
-    todo!("tokenize_raw")
-}
+impl PromptTokens {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
 
-/// Tokenizes a rendered prompt so the ids start with exactly one BOS (for
-/// models that use one), and maps every token to its region and field.
-pub fn tokenize_rendered(
-    tokenizer: &Tokenizer,
-    bos_token_id: Option<u32>,
-    prompt: &RenderedPrompt,
-) -> anyhow::Result<PromptTokens> {
-    let _ = (tokenizer, bos_token_id, prompt);
-    todo!("tokenize_rendered")
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
 }
