@@ -6,6 +6,7 @@ pub mod capture;
 pub mod engine;
 pub mod generate;
 pub mod model;
+pub mod probe;
 pub mod prompt;
 pub mod testmodel;
 

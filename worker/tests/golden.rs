@@ -59,8 +59,17 @@ fn read_golden(name: &str) -> Golden {
     serde_json::from_str(&text).unwrap()
 }
 
-fn load(name: &str) -> Engine {
-    Engine::load(&golden_dir(name), DTypeChoice::Fixed(DType::F32), &Device::Cpu).unwrap()
+/// The engine for golden record `name`: its checkpoint folder, or for
+/// `test-model` the test model written into `scratch`.
+fn engine_for(name: &str, scratch: &tempfile::TempDir) -> Engine {
+    let dir = match name {
+        "test-model" => {
+            gaze_worker::testmodel::write_test_model(scratch.path()).unwrap();
+            scratch.path().to_path_buf()
+        }
+        _ => golden_dir(name),
+    };
+    Engine::load(&dir, DTypeChoice::Fixed(DType::F32), &Device::Cpu).unwrap()
 }
 
 /// Greedy decoding of `new_tokens` tokens with every layer and head
@@ -140,7 +149,8 @@ fn max_difference(got: &[Vec<Vec<Vec<f32>>>], want: &[Vec<Vec<Vec<f32>>>]) -> f3
 
 fn check_single_prompts(name: &str) {
     let golden = read_golden(name);
-    let engine = load(name);
+    let scratch = tempfile::tempdir().unwrap();
+    let engine = engine_for(name, &scratch);
     for case in &golden.cases {
         let (tokens, rows) = greedy(&engine, &[case.input_ids.clone()], golden.new_tokens).remove(0);
         assert_eq!(tokens, case.generated_ids, "{name}/{}: greedy tokens", case.name);
@@ -159,7 +169,8 @@ fn check_single_prompts(name: &str) {
 
 fn check_padded_batch(name: &str) {
     let golden = read_golden(name);
-    let engine = load(name);
+    let scratch = tempfile::tempdir().unwrap();
+    let engine = engine_for(name, &scratch);
     let batch = &golden.batch;
     for (row, (padded, mask)) in batch.rows.iter().zip(batch.padded_input_ids.iter().zip(&batch.attention_mask)) {
         assert_eq!(&padded[row.padding..], row.input_ids.as_slice(), "golden rows are left-padded");
@@ -202,4 +213,14 @@ fn llama2_padded_batch_matches_transformers() {
 #[test]
 fn qwen2_padded_batch_matches_transformers() {
     check_padded_batch("qwen2");
+}
+
+#[test]
+fn test_model_single_prompts_match_transformers() {
+    check_single_prompts("test-model");
+}
+
+#[test]
+fn test_model_padded_batch_matches_transformers() {
+    check_padded_batch("test-model");
 }

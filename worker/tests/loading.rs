@@ -245,9 +245,8 @@ fn chat_template_list_picks_default() {
 }
 
 #[test]
-fn chat_template_read_from_jinja_file() {
+fn chat_template_jinja_file_wins() {
     let dir = write(&tiny_llama());
-    std::fs::write(dir.path().join("tokenizer_config.json"), r#"{"eos_token": "</s>"}"#).unwrap();
     std::fs::write(dir.path().join("chat_template.jinja"), "{{ messages }}").unwrap();
     assert_eq!(load(&dir).chat_template(), Some("{{ messages }}"));
 }

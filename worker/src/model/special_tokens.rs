@@ -76,7 +76,9 @@ pub struct SpecialTokens {
     /// `bos_token` and `eos_token` as text, for the chat template.
     pub bos_token: Option<String>,
     pub eos_token: Option<String>,
-    /// The template named `default` when several are given, else the first.
+    /// `chat_template.jinja` if present, else `chat_template` from
+    /// `tokenizer_config.json`: the template named `default` when several
+    /// are given, else the first.
     pub chat_template: Option<String>,
 }
 
@@ -118,16 +120,16 @@ impl SpecialTokens {
             .or(eos_token_ids.first().copied())
             .unwrap_or(0);
 
-        let chat_template = match tokenizer_config.chat_template {
-            Some(ChatTemplateField::One(template)) => Some(template),
-            Some(ChatTemplateField::Named(templates)) => {
+        // transformers 4.43+ saves the template in chat_template.jinja, and
+        // that file wins over tokenizer_config.json when both exist.
+        let chat_template = match (&files.chat_template, tokenizer_config.chat_template) {
+            (Some(path), _) => Some(read_text(path)?),
+            (None, Some(ChatTemplateField::One(template))) => Some(template),
+            (None, Some(ChatTemplateField::Named(templates))) => {
                 let default = templates.iter().position(|t| t.name == "default").unwrap_or(0);
                 templates.into_iter().nth(default).map(|t| t.template)
             }
-            None => match &files.chat_template {
-                Some(path) => Some(read_text(path)?),
-                None => None,
-            },
+            (None, None) => None,
         };
 
         for (name, id) in [("bos_token_id", bos_token_id), ("pad_token_id", Some(pad_token_id))] {
