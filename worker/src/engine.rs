@@ -47,8 +47,8 @@ impl Engine {
         &self.model.special_tokens
     }
 
-    /// The chat template from `tokenizer_config.json` or
-    /// `chat_template.jinja`, if the model has one.
+    /// Returns the chat template from `chat_template.jinja` or
+    /// `tokenizer_config.json`, if the model has one.
     pub fn chat_template(&self) -> Option<&str> {
         self.model.special_tokens.chat_template.as_deref()
     }

@@ -32,7 +32,7 @@ use crate::capture::{CaptureSpec, Selection};
 use crate::generate::{GenerationOutput, GenerationRequest, GenerationSettings, SamplingParams};
 use crate::prompt::{self, ChatTemplate, PromptParts, PromptTokens};
 
-/// What to probe.
+/// The prompt and settings of one probe.
 #[derive(Debug, Clone)]
 pub struct ProbeOptions {
     pub prompt: String,

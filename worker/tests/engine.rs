@@ -218,15 +218,15 @@ fn length_limit_stops_generation() {
     assert_eq!(outputs[0].token_ids.len(), 3);
 }
 
-/// The greedy response's words, and the first step at which a word not seen
-/// before appears, from step `from` on.
+/// Finds the first step from `from` on whose word has not appeared
+/// earlier in the greedy response, and returns it with the word.
 fn fresh_word(output: &GenerationOutput, from: usize) -> (usize, String) {
     let words: Vec<&str> = output.text.split(' ').collect();
     let step = (from..words.len()).find(|&i| !words[..i].contains(&words[i])).unwrap();
     (step, words[step].to_string())
 }
 
-/// The probabilities of `ids` after `prefix`, from a fresh prefill.
+/// Computes the probabilities of `ids` after `prefix` from a fresh prefill.
 fn next_token_probabilities(engine: &gaze_worker::Engine, prefix: &[u32], ids: &[u32]) -> Vec<f64> {
     let decoder = &engine.model().decoder;
     let device = decoder.device();

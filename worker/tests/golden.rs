@@ -59,8 +59,8 @@ fn read_golden(name: &str) -> Golden {
     serde_json::from_str(&text).unwrap()
 }
 
-/// The engine for golden record `name`: its checkpoint folder, or for
-/// `test-model` the test model written into `scratch`.
+/// Loads the engine for golden record `name`: its checkpoint folder, or
+/// for `test-model` the test model written into `scratch`.
 fn engine_for(name: &str, scratch: &tempfile::TempDir) -> Engine {
     let dir = match name {
         "test-model" => {
@@ -115,7 +115,7 @@ fn nest(steps: &[CapturedStep], layers: usize, heads: usize) -> Rows {
         .collect()
 }
 
-/// The first step's logits, straight from the decoder.
+/// Computes the first step's logits straight from the decoder.
 fn first_step_logits(engine: &Engine, ids: &[u32]) -> Vec<f32> {
     let decoder = &engine.model().decoder;
     let device = Device::Cpu;

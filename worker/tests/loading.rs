@@ -204,7 +204,7 @@ fn tied_embeddings_used_as_lm_head() {
 }
 
 #[test]
-fn missing_lm_head_means_tied_when_config_is_silent() {
+fn missing_lm_head_means_tied() {
     let dir = write(&RandomModel { tie_word_embeddings: true, ..tiny_llama() });
     let mut config = tiny_llama().config_json();
     config.as_object_mut().unwrap().remove("tie_word_embeddings");

@@ -10,11 +10,11 @@ pub use selection::Selection;
 
 use crate::model::ModelConfig;
 
-/// What to capture for the requests that ask for capture.
+/// The layers, heads and steps captured for requests with `capture` set.
 ///
-/// Step 0 is the prefill's last query row, the one that produced the first
-/// generated token; step `k` is the query of the `k`-th generated token,
-/// which produced token `k + 1`. A step's rows cover the prompt plus `k`
+/// Step 0 is the prefill's last query row, which produced the first
+/// generated token. Step `k` is the query of generated token `k - 1`, which
+/// produced token `k`. A row of step `k` covers the prompt plus `k`
 /// generated keys.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CaptureSpec {
@@ -60,12 +60,12 @@ impl CaptureSpec {
         Ok(spec)
     }
 
-    /// True when no step would be captured.
+    /// Returns true when no step would be captured.
     pub fn is_empty(&self) -> bool {
         self.layers.is_empty() || self.heads.is_empty() || (self.first_steps == 0 && !self.decision_step)
     }
 
-    /// Checks every index exists in the model.
+    /// Checks that every index exists in the model.
     pub fn validate(&self, config: &ModelConfig) -> Result<(), CaptureError> {
         let count = config.num_hidden_layers;
         if let Some(&layer) = self.layers.iter().find(|&&layer| layer >= count) {

@@ -46,7 +46,7 @@ impl StepAttention {
     }
 
     /// Returns the rows of batch row `row`, whose first `pad` columns are
-    /// padding, with those columns removed. Fails if a pad column holds
+    /// padding, with those columns removed. Fails if a pad column contains
     /// anything but exactly zero.
     pub fn unpadded(
         &self,

@@ -30,8 +30,8 @@ pub fn left_pad(prompts: &[&[u32]], pad_id: u32) -> LeftPadded {
 }
 
 impl LeftPadded {
-    /// The prefill's position ids: `0..len` over each prompt's tokens, and 1
-    /// on pad tokens, as transformers fills them.
+    /// Returns the prefill's position ids: `0..len` over each prompt's
+    /// tokens, and 1 on pad tokens, as transformers fills them.
     pub fn positions(&self) -> Vec<Vec<u32>> {
         self.pads
             .iter()
@@ -43,8 +43,8 @@ impl LeftPadded {
     }
 }
 
-/// The number of leading columns that every row pads, which the cache can
-/// stop showing to later queries.
+/// Returns the number of leading columns that every row pads, which the
+/// cache can stop showing to later queries.
 pub fn shared_padding(pads: &[usize]) -> usize {
     pads.iter().copied().min().unwrap_or(0)
 }

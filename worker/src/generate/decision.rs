@@ -5,13 +5,13 @@
 //! # Label tokens
 //!
 //! A label's probability at a step is the probability of its first token.
-//! The first token depends on what precedes the label, so both ways a label
-//! usually follows the prompt count: for the label alone and for the label
-//! after one space, each encoded without special tokens, the first token is
-//! the one whose character span covers the label's first character. A
-//! label's probability is the sum over its distinct first tokens (one or
-//! two). When two labels share a first token, label probabilities are not
-//! reported, because the token cannot tell them apart.
+//! The first token depends on what precedes the label, so two encodings
+//! count: the label alone, and the label after one space. Each is encoded
+//! without special tokens, and its first token is the one whose character
+//! span covers the label's first character. A label's probability is the
+//! sum over its distinct first tokens (one or two). When two labels share a
+//! first token, label probabilities are not reported, because that token
+//! cannot distinguish them.
 
 use regex::Regex;
 use tokenizers::Tokenizer;
@@ -30,7 +30,7 @@ pub struct DecisionSpec {
     pub pattern: Option<String>,
 }
 
-/// How parsing a response ended.
+/// The outcome of parsing a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DecisionStatus {
     /// Exactly one label was found (possibly more than once).
@@ -42,7 +42,7 @@ pub enum DecisionStatus {
 }
 
 impl DecisionStatus {
-    /// The name written to tables.
+    /// Returns the name written to tables.
     pub fn as_str(&self) -> &'static str {
         match self {
             DecisionStatus::Parsed => "parsed",
@@ -183,8 +183,8 @@ fn prefix_compatible(text: &str, label: &str) -> bool {
 pub struct LabelTokens {
     /// Per label, in spec order, its distinct first-token ids.
     pub ids: Vec<Vec<u32>>,
-    /// Set when the labels cannot be told apart by first token, with the
-    /// reason.
+    /// The reason label probabilities are unavailable: two labels share a
+    /// first token.
     pub ambiguous: Option<String>,
 }
 

@@ -69,7 +69,7 @@ pub struct Timings {
     pub decode: Duration,
 }
 
-/// What one sample produced.
+/// The result of one sample.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerationOutput {
     /// The generated ids, ending with the EOS id when `stop_reason` is EOS.

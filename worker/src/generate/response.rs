@@ -42,7 +42,7 @@ impl Response {
         Ok(())
     }
 
-    /// The character span `[start, end)` of generated token `step`.
+    /// Returns the character span `[start, end)` of generated token `step`.
     pub fn span(&self, step: usize) -> (usize, usize) {
         let end = match self.starts.get(step + 1) {
             Some(&next) => next,
@@ -51,8 +51,8 @@ impl Response {
         (self.starts[step], end.max(self.starts[step]))
     }
 
-    /// The step whose token span contains character `offset` of the text.
-    /// Tokens that add no text (empty spans) never do.
+    /// Returns the step whose token span contains character `offset` of the
+    /// text. Tokens that add no text (empty spans) never match.
     pub fn step_at(&self, offset: usize) -> Option<usize> {
         (0..self.ids.len()).find(|&step| {
             let (start, end) = self.span(step);

@@ -115,8 +115,8 @@ mod tests {
 
     #[test]
     fn top_p_renormalises_after_top_k() {
-        // After top-k the kept mass is 0.6, so token 1 holds 1/6 of it,
-        // above 1 - 0.85: it stays, though its raw 0.1 is below 0.15.
+        // After top-k the kept mass is 0.6, so token 1 has 1/6 of it, which
+        // is above 1 - 0.85. It stays, though its raw 0.1 is below 0.15.
         let mut probs = vec![0.5, 0.1, 0.0, 0.0];
         keep_top_p(&mut probs, 0.85);
         assert_eq!(probs, vec![0.5, 0.1, 0.0, 0.0]);

@@ -1,7 +1,7 @@
 //! When a sample stops: at an end-of-sequence token, a stop string in the
 //! decoded response, or the maximum number of new tokens.
 
-/// Why a sample's generation ended.
+/// The reason a sample's generation ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StopReason {
     /// The model emitted one of the EOS ids; the EOS token is the last of
@@ -14,7 +14,8 @@ pub enum StopReason {
 }
 
 impl StopReason {
-    /// The name written to tables: `eos`, `stop_string` or `max_new_tokens`.
+    /// Returns the name written to tables: `eos`, `stop_string` or
+    /// `max_new_tokens`.
     pub fn as_str(&self) -> &'static str {
         match self {
             StopReason::Eos => "eos",

@@ -151,8 +151,8 @@ pub struct ModelConfig {
     pub rope_theta: f64,
     pub rope_scaling: RopeScaling,
     pub max_position_embeddings: Option<usize>,
-    /// `Some(true)` or `Some(false)` when `config.json` says; `None` means
-    /// tied exactly when the weights have no `lm_head.weight`.
+    /// `Some(true)` or `Some(false)` when `config.json` sets it. `None`
+    /// means tied exactly when the weights have no `lm_head.weight`.
     pub tie_word_embeddings: Option<bool>,
     /// Bias on the q, k and v projections (Qwen2, or Llama's `attention_bias`).
     pub qkv_bias: bool,
@@ -248,14 +248,15 @@ impl ModelConfig {
         })
     }
 
-    /// The number of query heads that share one key/value head (GQA).
+    /// Returns the number of query heads that share one key/value head
+    /// (GQA).
     pub fn group_size(&self) -> usize {
         self.num_attention_heads / self.num_key_value_heads
     }
 
-    /// The key/value head that query head `head` reads, as transformers'
-    /// `repeat_kv` lays them out: query heads `g * group_size ..
-    /// (g + 1) * group_size` share key/value head `g`.
+    /// Returns the key/value head that query head `head` reads, in the
+    /// layout of transformers' `repeat_kv`: query heads
+    /// `g * group_size .. (g + 1) * group_size` share key/value head `g`.
     pub fn kv_head_of(&self, head: usize) -> usize {
         head / self.group_size()
     }

@@ -20,7 +20,7 @@ pub struct CaptureLayers {
     pub heads: Tensor,
 }
 
-/// What one forward pass produces.
+/// The results of one forward pass.
 #[derive(Debug)]
 pub struct ForwardOutput {
     /// Logits of the last position of each row, `(batch, vocab)`, f32.
@@ -56,7 +56,8 @@ impl Decoder {
         &self.device
     }
 
-    /// The sliding window of each layer, for building [`AttentionMasks`].
+    /// Returns the sliding window of each layer, for building
+    /// [`AttentionMasks`].
     pub fn sliding_windows(&self) -> Vec<Option<usize>> {
         self.layers.iter().map(|layer| layer.sliding_window).collect()
     }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-/// Why a model folder could not be loaded or run.
+/// The reasons a model folder fails to load or run.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error("model file not found: {path}; a model folder needs config.json, tokenizer.json and model.safetensors (or model.safetensors.index.json with its shards)")]

@@ -26,8 +26,8 @@ impl KvCache {
         Self { layers: vec![None; num_layers], capacity, start: 0, len: 0 }
     }
 
-    /// The number of visible columns: what a query of the next pass attends
-    /// over, minus the new tokens themselves.
+    /// Returns the number of visible columns: the keys a query of the next
+    /// pass attends over, not counting the new tokens.
     pub fn visible_len(&self) -> usize {
         self.len - self.start
     }

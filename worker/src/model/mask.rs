@@ -1,10 +1,10 @@
 //! Additive attention masks for a left-padded batch: causal, per-row
 //! padding, and an optional sliding window.
 //!
-//! Masked entries get `f32::MIN`, a large finite value, never `-inf`: a
+//! Masked entries get `f32::MIN`, a large finite value, never `-inf`. A
 //! query whose keys are all masked (a pad token's own row) then gets a
-//! uniform, finite row, no NaN that could reach other rows through the
-//! values of its position. The mask is added to the scores in f32, so an
+//! uniform, finite row instead of NaN, which could otherwise reach other
+//! rows through the values at its position. The mask is added to the scores in f32, so an
 //! unmasked key scores exactly as without a mask.
 
 use candle_core::{Device, Result, Tensor};
@@ -12,7 +12,8 @@ use candle_core::{Device, Result, Tensor};
 /// The value added to the score of a masked key.
 pub const MASKED: f32 = f32::MIN;
 
-/// Where the queries of one forward pass sit among the visible key columns.
+/// The placement of one forward pass's queries among the visible key
+/// columns.
 #[derive(Debug, Clone)]
 pub struct MaskLayout {
     /// Per batch row, the number of leading visible columns that are padding.
@@ -67,7 +68,7 @@ impl AttentionMasks {
         Ok(Self { masks })
     }
 
-    /// The mask for layers with sliding window `window`.
+    /// Returns the mask for layers with sliding window `window`.
     pub fn get(&self, window: Option<usize>) -> &Tensor {
         &self
             .masks

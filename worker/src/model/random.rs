@@ -53,7 +53,7 @@ pub struct RandomModel {
 }
 
 impl RandomModel {
-    /// A two-layer GQA Llama model small enough for unit tests.
+    /// Returns a two-layer GQA model small enough for unit tests.
     pub fn tiny(architecture: Architecture) -> Self {
         Self {
             architecture,
@@ -86,7 +86,7 @@ impl RandomModel {
         self.hidden_size / self.num_attention_heads
     }
 
-    /// The vocabulary in id order.
+    /// Returns the vocabulary in id order.
     pub fn vocabulary(&self) -> Vec<String> {
         let mut vocab: Vec<String> = [UNK, BOS, EOS, PAD].iter().map(|s| s.to_string()).collect();
         vocab.extend(self.words.iter().cloned());
@@ -96,7 +96,7 @@ impl RandomModel {
         vocab
     }
 
-    /// The `config.json` contents.
+    /// Returns the `config.json` contents.
     pub fn config_json(&self) -> serde_json::Value {
         let mut config = json!({
             "architectures": [self.architecture_name()],
@@ -157,7 +157,7 @@ impl RandomModel {
             .context("writing tokenizer_config.json")
     }
 
-    /// The tensors of the checkpoint, by Hugging Face name.
+    /// Draws the tensors of the checkpoint, keyed by Hugging Face name.
     pub fn tensors(&self) -> anyhow::Result<BTreeMap<String, Tensor>> {
         let mut rng = StdRng::seed_from_u64(self.seed);
         let mut tensors = BTreeMap::new();

@@ -85,7 +85,7 @@ pub struct SpecialTokens {
 impl SpecialTokens {
     /// Resolves the special tokens of the model in `files`. Each id comes
     /// from `generation_config.json` first, then `config.json`, then the
-    /// token text in `tokenizer_config.json`; the pad id falls back to the
+    /// token text in `tokenizer_config.json`. The pad id falls back to the
     /// first EOS id, then 0.
     pub fn resolve(files: &ModelFiles, config: &ModelConfig, tokenizer: &Tokenizer) -> Result<Self> {
         let tokenizer_config: TokenizerConfig = match &files.tokenizer_config {

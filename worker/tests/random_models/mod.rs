@@ -11,7 +11,8 @@ use gaze_worker::model::random::RandomModel;
 use gaze_worker::model::{Architecture, DTypeChoice};
 use tempfile::TempDir;
 
-/// A tiny random Llama model whose vocabulary includes two decision labels.
+/// Returns a tiny random Llama model whose vocabulary includes two
+/// decision labels.
 pub fn tiny_llama() -> RandomModel {
     RandomModel { words: vec!["GRANT".into(), "REFUSE".into()], ..RandomModel::tiny(Architecture::Llama) }
 }
