@@ -36,7 +36,9 @@ fn model() -> RandomModel {
 fn requests() -> Vec<GenerationRequest> {
     (0..BATCH)
         .map(|row| GenerationRequest {
-            prompt_ids: (0..PROMPT_LEN - row * 8).map(|i| 4 + ((i * 31 + row * 7) % 30_000) as u32).collect(),
+            prompt_ids: (0..PROMPT_LEN - row * 8)
+                .map(|i| 4 + ((i * 31 + row * 7) % 30_000) as u32)
+                .collect(),
             seed: row as u64,
             capture: true,
         })
@@ -47,11 +49,19 @@ fn bench_generate(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     model().write(dir.path()).unwrap();
     // No EOS: every sample generates NEW_TOKENS tokens.
-    std::fs::write(dir.path().join("generation_config.json"), r#"{"eos_token_id": []}"#).unwrap();
+    std::fs::write(
+        dir.path().join("generation_config.json"),
+        r#"{"eos_token_id": []}"#,
+    )
+    .unwrap();
     let engine = Engine::load(dir.path(), DTypeChoice::Fixed(DType::F32), &Device::Cpu).unwrap();
     let settings = GenerationSettings {
         max_new_tokens: NEW_TOKENS,
-        sampling: SamplingParams { temperature: 1.0, top_p: Some(0.95), top_k: None },
+        sampling: SamplingParams {
+            temperature: 1.0,
+            top_p: Some(0.95),
+            top_k: None,
+        },
         stop_strings: Vec::new(),
         decision: None,
     };
@@ -68,7 +78,11 @@ fn bench_generate(c: &mut Criterion) {
     group.sample_size(10);
     group.throughput(Throughput::Elements((BATCH * NEW_TOKENS) as u64));
     group.bench_function("no_capture", |b| {
-        b.iter(|| engine.generate(&requests, &settings, &CaptureSpec::default()).unwrap())
+        b.iter(|| {
+            engine
+                .generate(&requests, &settings, &CaptureSpec::default())
+                .unwrap()
+        })
     });
     group.bench_function("capture_all_layers_heads_steps", |b| {
         b.iter(|| engine.generate(&requests, &settings, &capture_all).unwrap())

@@ -24,7 +24,9 @@ pub struct Engine {
 impl Engine {
     /// Loads the model folder `dir` onto `device`.
     pub fn load(dir: &Path, dtype: DTypeChoice, device: &Device) -> Result<Self, ModelError> {
-        Ok(Self { model: LoadedModel::load(dir, dtype, device)? })
+        Ok(Self {
+            model: LoadedModel::load(dir, dtype, device)?,
+        })
     }
 
     pub fn from_model(model: LoadedModel) -> Self {

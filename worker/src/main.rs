@@ -13,7 +13,11 @@ use gaze_worker::probe::{ProbeOptions, probe, render_table};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "gaze-worker", version, about = "Attention-capturing inference worker for gaze")]
+#[command(
+    name = "gaze-worker",
+    version,
+    about = "Attention-capturing inference worker for gaze"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -88,7 +92,9 @@ struct ProbeArgs {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
 

@@ -85,32 +85,63 @@ pub struct ProbeRow {
 
 /// Tokenizes the prompt of `options`, generates from it with `engine`
 /// (loaded from `model_dir`) and builds the report.
-pub fn probe(engine: &Engine, model_dir: &Path, options: &ProbeOptions) -> anyhow::Result<ProbeReport> {
+pub fn probe(
+    engine: &Engine,
+    model_dir: &Path,
+    options: &ProbeOptions,
+) -> anyhow::Result<ProbeReport> {
     let tokens = prompt_tokens(engine, model_dir, options)?;
-    let capture = CaptureSpec::new(engine.config(), &options.layers, &options.heads, options.steps, false)?;
+    let capture = CaptureSpec::new(
+        engine.config(),
+        &options.layers,
+        &options.heads,
+        options.steps,
+        false,
+    )?;
     let settings = GenerationSettings {
         max_new_tokens: options.max_new_tokens,
-        sampling: SamplingParams { temperature: options.temperature, top_p: None, top_k: None },
+        sampling: SamplingParams {
+            temperature: options.temperature,
+            top_p: None,
+            top_k: None,
+        },
         stop_strings: Vec::new(),
         decision: None,
     };
-    let request = GenerationRequest { prompt_ids: tokens.ids.clone(), seed: options.seed, capture: true };
+    let request = GenerationRequest {
+        prompt_ids: tokens.ids.clone(),
+        seed: options.seed,
+        capture: true,
+    };
     let output = engine.generate(&[request], &settings, &capture)?.remove(0);
     Ok(report(engine, &tokens, output))
 }
 
-fn prompt_tokens(engine: &Engine, model_dir: &Path, options: &ProbeOptions) -> anyhow::Result<PromptTokens> {
+fn prompt_tokens(
+    engine: &Engine,
+    model_dir: &Path,
+    options: &ProbeOptions,
+) -> anyhow::Result<PromptTokens> {
     if options.raw {
         if options.system.is_some() || !options.assistant_prefix.is_empty() {
-            anyhow::bail!("--system and --assistant-prefix need the chat template; drop --raw to use them");
+            anyhow::bail!(
+                "--system and --assistant-prefix need the chat template; drop --raw to use them"
+            );
         }
         return prompt::tokenize_raw(engine.tokenizer(), &options.prompt);
     }
 
-    let template = ChatTemplate::from_model_dir(model_dir)
-        .with_context(|| format!("cannot load the chat template of {}; pass --raw to skip it", model_dir.display()))?;
+    let template = ChatTemplate::from_model_dir(model_dir).with_context(|| {
+        format!(
+            "cannot load the chat template of {}; pass --raw to skip it",
+            model_dir.display()
+        )
+    })?;
     let user_layout = PromptLayout {
-        regions: vec![(Region::Vignette, CharSpan::new(0, options.prompt.chars().count()))],
+        regions: vec![(
+            Region::Vignette,
+            CharSpan::new(0, options.prompt.chars().count()),
+        )],
         fields: Vec::new(),
     };
     let parts = PromptParts {
@@ -120,7 +151,11 @@ fn prompt_tokens(engine: &Engine, model_dir: &Path, options: &ProbeOptions) -> a
         assistant_prefix: &options.assistant_prefix,
     };
     let rendered = prompt::render(&template, &parts)?;
-    prompt::tokenize_rendered(engine.tokenizer(), engine.special_tokens().bos_token_id, &rendered)
+    prompt::tokenize_rendered(
+        engine.tokenizer(),
+        engine.special_tokens().bos_token_id,
+        &rendered,
+    )
 }
 
 fn report(engine: &Engine, tokens: &PromptTokens, output: GenerationOutput) -> ProbeReport {
@@ -128,7 +163,13 @@ fn report(engine: &Engine, tokens: &PromptTokens, output: GenerationOutput) -> P
     let prompt_tokens = tokens
         .tokens
         .iter()
-        .map(|t| ProbeToken { position: t.position, id: t.id, token: t.token.clone(), start: t.start, end: t.end })
+        .map(|t| ProbeToken {
+            position: t.position,
+            id: t.id,
+            token: t.token.clone(),
+            start: t.start,
+            end: t.end,
+        })
         .collect();
     let steps = output
         .captured
@@ -140,11 +181,21 @@ fn report(engine: &Engine, tokens: &PromptTokens, output: GenerationOutput) -> P
             attention: step
                 .rows
                 .into_iter()
-                .map(|row| ProbeRow { layer: row.layer, head: row.head, kv_head: row.kv_head, scores: row.scores })
+                .map(|row| ProbeRow {
+                    layer: row.layer,
+                    head: row.head,
+                    kv_head: row.kv_head,
+                    scores: row.scores,
+                })
                 .collect(),
         })
         .collect();
-    ProbeReport { prompt_tokens, steps, text: output.text, stop_reason: output.stop_reason.as_str().to_string() }
+    ProbeReport {
+        prompt_tokens,
+        steps,
+        text: output.text,
+        stop_reason: output.stop_reason.as_str().to_string(),
+    }
 }
 
 /// Formats the report for a terminal: the prompt tokens, then per step a
@@ -152,14 +203,29 @@ fn report(engine: &Engine, tokens: &PromptTokens, output: GenerationOutput) -> P
 pub fn render_table(report: &ProbeReport) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "prompt: {} tokens", report.prompt_tokens.len());
-    let _ = writeln!(out, "{:>5} {:>7}  {:<24} {:>11}", "pos", "id", "token", "chars");
+    let _ = writeln!(
+        out,
+        "{:>5} {:>7}  {:<24} {:>11}",
+        "pos", "id", "token", "chars"
+    );
     for token in &report.prompt_tokens {
         let chars = format!("{}..{}", token.start, token.end);
-        let _ = writeln!(out, "{:>5} {:>7}  {:<24} {:>11}", token.position, token.id, clip(&token.token), chars);
+        let _ = writeln!(
+            out,
+            "{:>5} {:>7}  {:<24} {:>11}",
+            token.position,
+            token.id,
+            clip(&token.token),
+            chars
+        );
     }
 
     for step in &report.steps {
-        let _ = writeln!(out, "\nstep {}: generated {:?} (id {})", step.step, step.token, step.token_id);
+        let _ = writeln!(
+            out,
+            "\nstep {}: generated {:?} (id {})",
+            step.step, step.token, step.token_id
+        );
         let mut header = format!("{:>5}  {:<24}", "pos", "key");
         for row in &step.attention {
             let _ = write!(header, " {:>8}", format!("L{}H{}", row.layer, row.head));
@@ -178,7 +244,11 @@ pub fn render_table(report: &ProbeReport) -> String {
             let _ = writeln!(out, "{line}");
         }
     }
-    let _ = writeln!(out, "\ntext: {:?}\nstop: {}", report.text, report.stop_reason);
+    let _ = writeln!(
+        out,
+        "\ntext: {:?}\nstop: {}",
+        report.text, report.stop_reason
+    );
     out
 }
 

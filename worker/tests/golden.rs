@@ -51,7 +51,9 @@ struct BatchRow {
 }
 
 fn golden_dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/golden").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/golden")
+        .join(name)
 }
 
 fn read_golden(name: &str) -> Golden {
@@ -78,7 +80,11 @@ fn greedy(engine: &Engine, prompts: &[Vec<u32>], new_tokens: usize) -> Vec<(Vec<
     let config = engine.config();
     let settings = GenerationSettings {
         max_new_tokens: new_tokens,
-        sampling: SamplingParams { temperature: 0.0, top_p: None, top_k: None },
+        sampling: SamplingParams {
+            temperature: 0.0,
+            top_p: None,
+            top_k: None,
+        },
         stop_strings: Vec::new(),
         decision: None,
     };
@@ -90,14 +96,27 @@ fn greedy(engine: &Engine, prompts: &[Vec<u32>], new_tokens: usize) -> Vec<(Vec<
     };
     let requests: Vec<GenerationRequest> = prompts
         .iter()
-        .map(|ids| GenerationRequest { prompt_ids: ids.clone(), seed: 0, capture: true })
+        .map(|ids| GenerationRequest {
+            prompt_ids: ids.clone(),
+            seed: 0,
+            capture: true,
+        })
         .collect();
-    let outputs = engine.generate_batch(&requests, &settings, &capture).unwrap();
+    let outputs = engine
+        .generate_batch(&requests, &settings, &capture)
+        .unwrap();
     outputs
         .into_iter()
         .map(|output| {
             assert_eq!(output.stop_reason, StopReason::MaxNewTokens);
-            (output.token_ids, nest(&output.captured, config.num_hidden_layers, config.num_attention_heads))
+            (
+                output.token_ids,
+                nest(
+                    &output.captured,
+                    config.num_hidden_layers,
+                    config.num_attention_heads,
+                ),
+            )
         })
         .collect()
 }
@@ -110,7 +129,10 @@ fn nest(steps: &[CapturedStep], layers: usize, heads: usize) -> Rows {
         .map(|(index, step)| {
             assert_eq!(step.step, index, "captured steps are in order");
             assert_eq!(step.rows.len(), layers * heads);
-            step.rows.chunks(heads).map(|layer| layer.iter().map(|row| row.scores.clone()).collect()).collect()
+            step.rows
+                .chunks(heads)
+                .map(|layer| layer.iter().map(|row| row.scores.clone()).collect())
+                .collect()
         })
         .collect()
 }
@@ -120,12 +142,18 @@ fn first_step_logits(engine: &Engine, ids: &[u32]) -> Vec<f32> {
     let decoder = &engine.model().decoder;
     let device = Device::Cpu;
     let mut cache = decoder.new_cache(ids.len());
-    let layout = MaskLayout { pads: vec![0], past_len: 0, new_len: ids.len() };
+    let layout = MaskLayout {
+        pads: vec![0],
+        past_len: 0,
+        new_len: ids.len(),
+    };
     let masks = AttentionMasks::new(&layout, &decoder.sliding_windows(), &device).unwrap();
     let input = Tensor::new(ids, &device).unwrap().unsqueeze(0).unwrap();
     let positions = vec![(0..ids.len() as u32).collect()];
     let capture: Option<&CaptureLayers> = None;
-    let out = decoder.forward(&input, &positions, &masks, &mut cache, capture).unwrap();
+    let out = decoder
+        .forward(&input, &positions, &masks, &mut cache, capture)
+        .unwrap();
     out.logits.squeeze(0).unwrap().to_vec1().unwrap()
 }
 
@@ -137,7 +165,11 @@ fn max_difference(got: &[Vec<Vec<Vec<f32>>>], want: &[Vec<Vec<Vec<f32>>>]) -> f3
         for (layer, (g, w)) in g.iter().zip(w).enumerate() {
             assert_eq!(g.len(), w.len(), "heads at step {step} layer {layer}");
             for (head, (g, w)) in g.iter().zip(w).enumerate() {
-                assert_eq!(g.len(), w.len(), "keys at step {step} layer {layer} head {head}");
+                assert_eq!(
+                    g.len(),
+                    w.len(),
+                    "keys at step {step} layer {layer} head {head}"
+                );
                 for (a, b) in g.iter().zip(w) {
                     max = max.max((a - b).abs());
                 }
@@ -152,10 +184,23 @@ fn check_single_prompts(name: &str) {
     let scratch = tempfile::tempdir().unwrap();
     let engine = engine_for(name, &scratch);
     for case in &golden.cases {
-        let (tokens, rows) = greedy(&engine, &[case.input_ids.clone()], golden.new_tokens).remove(0);
-        assert_eq!(tokens, case.generated_ids, "{name}/{}: greedy tokens", case.name);
+        let (tokens, rows) = greedy(
+            &engine,
+            std::slice::from_ref(&case.input_ids),
+            golden.new_tokens,
+        )
+        .remove(0);
+        assert_eq!(
+            tokens, case.generated_ids,
+            "{name}/{}: greedy tokens",
+            case.name
+        );
         let diff = max_difference(&rows, &case.attentions);
-        assert!(diff < TOLERANCE, "{name}/{}: attention differs by {diff}", case.name);
+        assert!(
+            diff < TOLERANCE,
+            "{name}/{}: attention differs by {diff}",
+            case.name
+        );
 
         let logits = first_step_logits(&engine, &case.input_ids);
         let logit_diff = logits
@@ -163,7 +208,11 @@ fn check_single_prompts(name: &str) {
             .zip(&case.first_step_logits)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0_f32, f32::max);
-        assert!(logit_diff < 1e-4, "{name}/{}: first-step logits differ by {logit_diff}", case.name);
+        assert!(
+            logit_diff < 1e-4,
+            "{name}/{}: first-step logits differ by {logit_diff}",
+            case.name
+        );
     }
 }
 
@@ -172,16 +221,30 @@ fn check_padded_batch(name: &str) {
     let scratch = tempfile::tempdir().unwrap();
     let engine = engine_for(name, &scratch);
     let batch = &golden.batch;
-    for (row, (padded, mask)) in batch.rows.iter().zip(batch.padded_input_ids.iter().zip(&batch.attention_mask)) {
-        assert_eq!(&padded[row.padding..], row.input_ids.as_slice(), "golden rows are left-padded");
+    for (row, (padded, mask)) in batch
+        .rows
+        .iter()
+        .zip(batch.padded_input_ids.iter().zip(&batch.attention_mask))
+    {
+        assert_eq!(
+            &padded[row.padding..],
+            row.input_ids.as_slice(),
+            "golden rows are left-padded"
+        );
         assert_eq!(mask.iter().filter(|&&m| m == 0).count(), row.padding);
     }
     let prompts: Vec<Vec<u32>> = batch.rows.iter().map(|row| row.input_ids.clone()).collect();
     let results = greedy(&engine, &prompts, golden.new_tokens);
     for (index, (row, (tokens, rows))) in batch.rows.iter().zip(results).enumerate() {
-        assert_eq!(tokens, row.generated_ids, "{name} batch row {index}: greedy tokens");
+        assert_eq!(
+            tokens, row.generated_ids,
+            "{name} batch row {index}: greedy tokens"
+        );
         let diff = max_difference(&rows, &row.attentions);
-        assert!(diff < TOLERANCE, "{name} batch row {index}: attention differs by {diff}");
+        assert!(
+            diff < TOLERANCE,
+            "{name} batch row {index}: attention differs by {diff}"
+        );
     }
 }
 

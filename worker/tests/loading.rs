@@ -4,12 +4,12 @@
 mod random_models;
 
 use candle_core::{DType, Device};
-use random_models::*;
 use gaze_worker::capture::CaptureSpec;
 use gaze_worker::model::config::ModelConfig;
 use gaze_worker::model::random::RandomModel;
 use gaze_worker::model::rope::RopeScaling;
 use gaze_worker::model::{Architecture, DTypeChoice, LoadedModel};
+use random_models::*;
 use serde_json::json;
 
 fn config_with(changes: serde_json::Value) -> Result<ModelConfig, String> {
@@ -25,7 +25,9 @@ fn config_with(changes: serde_json::Value) -> Result<ModelConfig, String> {
 }
 
 fn load_error(dir: &tempfile::TempDir) -> String {
-    LoadedModel::load(dir.path(), DTypeChoice::Fixed(DType::F32), &Device::Cpu).unwrap_err().to_string()
+    LoadedModel::load(dir.path(), DTypeChoice::Fixed(DType::F32), &Device::Cpu)
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
@@ -94,7 +96,11 @@ fn mistral_sliding_window_absent_null_or_set() {
         }
         config_with(changes).unwrap().sliding_windows
     };
-    assert_eq!(mistral(json!("absent")), vec![Some(4096); 2], "transformers' default");
+    assert_eq!(
+        mistral(json!("absent")),
+        vec![Some(4096); 2],
+        "transformers' default"
+    );
     assert_eq!(mistral(json!(null)), vec![None; 2]);
     assert_eq!(mistral(json!(128)), vec![Some(128); 2]);
 }
@@ -119,12 +125,16 @@ fn qwen2_sliding_window_only_when_enabled() {
 fn unsupported_architecture_named_with_supported_list() {
     let message = config_with(json!({"architectures": ["GPT2LMHeadModel"]})).unwrap_err();
     assert!(message.contains("\"GPT2LMHeadModel\""), "{message}");
-    assert!(message.contains("LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM"), "{message}");
+    assert!(
+        message.contains("LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM"),
+        "{message}"
+    );
 }
 
 #[test]
 fn unsupported_rope_type_named() {
-    let message = config_with(json!({"rope_scaling": {"rope_type": "dynamic", "factor": 2.0}})).unwrap_err();
+    let message =
+        config_with(json!({"rope_scaling": {"rope_type": "dynamic", "factor": 2.0}})).unwrap_err();
     assert!(message.contains("\"dynamic\""), "{message}");
 }
 
@@ -139,7 +149,10 @@ fn missing_config_names_path() {
     let dir = write(&tiny_llama());
     std::fs::remove_file(dir.path().join("config.json")).unwrap();
     let message = load_error(&dir);
-    assert!(message.contains(&dir.path().join("config.json").display().to_string()), "{message}");
+    assert!(
+        message.contains(&dir.path().join("config.json").display().to_string()),
+        "{message}"
+    );
 }
 
 #[test]
@@ -153,10 +166,16 @@ fn missing_weights_name_path() {
 
 #[test]
 fn missing_shard_names_path() {
-    let dir = write(&RandomModel { shards: 2, ..tiny_llama() });
+    let dir = write(&RandomModel {
+        shards: 2,
+        ..tiny_llama()
+    });
     std::fs::remove_file(dir.path().join("model-00002-of-00002.safetensors")).unwrap();
     let message = load_error(&dir);
-    assert!(message.contains("model-00002-of-00002.safetensors"), "{message}");
+    assert!(
+        message.contains("model-00002-of-00002.safetensors"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -166,7 +185,10 @@ fn wrong_tensor_shape_names_tensor_and_shapes() {
     config["intermediate_size"] = json!(48);
     std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
     let message = load_error(&dir);
-    assert!(message.contains("model.layers.0.mlp.gate_proj.weight"), "{message}");
+    assert!(
+        message.contains("model.layers.0.mlp.gate_proj.weight"),
+        "{message}"
+    );
     assert!(message.contains("[64, 32]"), "found shape: {message}");
     assert!(message.contains("[48, 32]"), "expected shape: {message}");
 }
@@ -174,10 +196,17 @@ fn wrong_tensor_shape_names_tensor_and_shapes() {
 #[test]
 fn sharded_weights_load_like_one_file() {
     let single = load(&write(&tiny_llama()));
-    let sharded = load(&write(&RandomModel { shards: 3, ..tiny_llama() }));
+    let sharded = load(&write(&RandomModel {
+        shards: 3,
+        ..tiny_llama()
+    }));
     let requests = requests(&[5, 2], 64);
-    let a = single.generate(&requests, &greedy(5), &CaptureSpec::default()).unwrap();
-    let b = sharded.generate(&requests, &greedy(5), &CaptureSpec::default()).unwrap();
+    let a = single
+        .generate(&requests, &greedy(5), &CaptureSpec::default())
+        .unwrap();
+    let b = sharded
+        .generate(&requests, &greedy(5), &CaptureSpec::default())
+        .unwrap();
     for (x, y) in a.iter().zip(&b) {
         assert_eq!(x.token_ids, y.token_ids);
     }
@@ -185,12 +214,20 @@ fn sharded_weights_load_like_one_file() {
 
 #[test]
 fn tied_embeddings_used_as_lm_head() {
-    let tied = RandomModel { tie_word_embeddings: true, ..tiny_llama() };
+    let tied = RandomModel {
+        tie_word_embeddings: true,
+        ..tiny_llama()
+    };
     let tied_dir = write(&tied);
 
     // The same weights with an explicit lm_head equal to the embeddings.
     let untied_dir = tempfile::tempdir().unwrap();
-    RandomModel { tie_word_embeddings: false, ..tied.clone() }.write(untied_dir.path()).unwrap();
+    RandomModel {
+        tie_word_embeddings: false,
+        ..tied.clone()
+    }
+    .write(untied_dir.path())
+    .unwrap();
     let mut tensors = tied.tensors().unwrap();
     let embeddings = tensors["model.embed_tokens.weight"].clone();
     tensors.insert("lm_head.weight".into(), embeddings);
@@ -198,16 +235,26 @@ fn tied_embeddings_used_as_lm_head() {
     candle_core::safetensors::save(&tensors, untied_dir.path().join("model.safetensors")).unwrap();
 
     let requests = requests(&[6], 64);
-    let a = load(&tied_dir).generate(&requests, &greedy(6), &CaptureSpec::default()).unwrap();
-    let b = load(&untied_dir).generate(&requests, &greedy(6), &CaptureSpec::default()).unwrap();
+    let a = load(&tied_dir)
+        .generate(&requests, &greedy(6), &CaptureSpec::default())
+        .unwrap();
+    let b = load(&untied_dir)
+        .generate(&requests, &greedy(6), &CaptureSpec::default())
+        .unwrap();
     assert_eq!(a[0].token_ids, b[0].token_ids);
 }
 
 #[test]
 fn missing_lm_head_means_tied() {
-    let dir = write(&RandomModel { tie_word_embeddings: true, ..tiny_llama() });
+    let dir = write(&RandomModel {
+        tie_word_embeddings: true,
+        ..tiny_llama()
+    });
     let mut config = tiny_llama().config_json();
-    config.as_object_mut().unwrap().remove("tie_word_embeddings");
+    config
+        .as_object_mut()
+        .unwrap()
+        .remove("tie_word_embeddings");
     std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
     assert!(LoadedModel::load(dir.path(), DTypeChoice::Fixed(DType::F32), &Device::Cpu).is_ok());
 }
@@ -215,8 +262,11 @@ fn missing_lm_head_means_tied() {
 #[test]
 fn generation_config_eos_list_wins_over_config() {
     let dir = write(&tiny_llama());
-    std::fs::write(dir.path().join("generation_config.json"), r#"{"eos_token_id": [2, 7], "bos_token_id": 1}"#)
-        .unwrap();
+    std::fs::write(
+        dir.path().join("generation_config.json"),
+        r#"{"eos_token_id": [2, 7], "bos_token_id": 1}"#,
+    )
+    .unwrap();
     let engine = load(&dir);
     assert_eq!(engine.special_tokens().eos_token_ids, vec![2, 7]);
     assert_eq!(engine.special_tokens().bos_token_id, Some(1));
@@ -238,7 +288,11 @@ fn chat_template_list_picks_default() {
             {"name": "default", "template": "plain"}
         ]
     });
-    std::fs::write(dir.path().join("tokenizer_config.json"), tokenizer_config.to_string()).unwrap();
+    std::fs::write(
+        dir.path().join("tokenizer_config.json"),
+        tokenizer_config.to_string(),
+    )
+    .unwrap();
     let engine = load(&dir);
     assert_eq!(engine.chat_template(), Some("plain"));
     assert_eq!(engine.special_tokens().bos_token.as_deref(), Some("<s>"));

@@ -28,7 +28,11 @@ fn probe(dir: &tempfile::TempDir, args: &[&str]) -> std::process::Output {
 
 fn probe_json(dir: &tempfile::TempDir, args: &[&str]) -> Value {
     let output = probe(dir, &[args, &["--format", "json"]].concat());
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
@@ -36,14 +40,28 @@ fn probe_json(dir: &tempfile::TempDir, args: &[&str]) -> Value {
 fn raw_probe_json_has_documented_shape() {
     let dir = test_model();
     let prompt = "Amina Yusuf applied for asylum.";
-    let report = probe_json(&dir, &["--prompt", prompt, "--raw", "--steps", "3", "--layers", "1,3", "--heads", "2"]);
+    let report = probe_json(
+        &dir,
+        &[
+            "--prompt", prompt, "--raw", "--steps", "3", "--layers", "1,3", "--heads", "2",
+        ],
+    );
 
     let tokens = report["prompt_tokens"].as_array().unwrap();
     assert_eq!(tokens[0]["position"], 0);
-    assert_eq!(tokens[0]["token"], "<|begin_of_text|>", "raw prompts get the tokenizer's BOS");
-    assert_eq!((tokens[0]["start"].as_u64(), tokens[0]["end"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(
+        tokens[0]["token"], "<|begin_of_text|>",
+        "raw prompts get the tokenizer's BOS"
+    );
+    assert_eq!(
+        (tokens[0]["start"].as_u64(), tokens[0]["end"].as_u64()),
+        (Some(0), Some(0))
+    );
     let last = tokens.last().unwrap();
-    assert_eq!(last["end"].as_u64().unwrap() as usize, prompt.chars().count());
+    assert_eq!(
+        last["end"].as_u64().unwrap() as usize,
+        prompt.chars().count()
+    );
     for token in tokens {
         assert!(token["id"].is_u64());
     }
@@ -54,11 +72,18 @@ fn raw_probe_json_has_documented_shape() {
         assert_eq!(step["step"], index);
         assert!(step["token"].is_string());
         let attention = step["attention"].as_array().unwrap();
-        let heads: Vec<(u64, u64)> =
-            attention.iter().map(|r| (r["layer"].as_u64().unwrap(), r["head"].as_u64().unwrap())).collect();
+        let heads: Vec<(u64, u64)> = attention
+            .iter()
+            .map(|r| (r["layer"].as_u64().unwrap(), r["head"].as_u64().unwrap()))
+            .collect();
         assert_eq!(heads, vec![(1, 2), (3, 2)]);
         for row in attention {
-            let scores: Vec<f64> = row["scores"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+            let scores: Vec<f64> = row["scores"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
             assert_eq!(scores.len(), tokens.len() + index);
             assert!((scores.iter().sum::<f64>() - 1.0).abs() < 1e-5);
         }
@@ -70,22 +95,48 @@ fn raw_probe_json_has_documented_shape() {
 fn chat_probe_renders_template_and_prefix() {
     let dir = test_model();
     let raw = probe_json(&dir, &["--prompt", "Amina applied.", "--raw"]);
-    let chat = probe_json(&dir, &[
-        "--prompt", "Amina applied.",
-        "--system", "You are a caseworker.",
-        "--assistant-prefix", "DECISION:",
-    ]);
+    let chat = probe_json(
+        &dir,
+        &[
+            "--prompt",
+            "Amina applied.",
+            "--system",
+            "You are a caseworker.",
+            "--assistant-prefix",
+            "DECISION:",
+        ],
+    );
     let chat_tokens = chat["prompt_tokens"].as_array().unwrap();
     assert!(chat_tokens.len() > raw["prompt_tokens"].as_array().unwrap().len());
-    let begins = chat_tokens.iter().filter(|t| t["token"] == "<|begin_of_text|>").count();
+    let begins = chat_tokens
+        .iter()
+        .filter(|t| t["token"] == "<|begin_of_text|>")
+        .count();
     assert_eq!(begins, 1, "exactly one BOS");
-    assert_eq!(chat_tokens.last().unwrap()["token"], ":", "the prompt ends with the assistant prefix");
+    assert_eq!(
+        chat_tokens.last().unwrap()["token"],
+        ":",
+        "the prompt ends with the assistant prefix"
+    );
 }
 
 #[test]
 fn table_probe_lists_tokens_and_steps() {
     let dir = test_model();
-    let output = probe(&dir, &["--prompt", "Amina applied.", "--raw", "--steps", "2", "--heads", "0", "--layers", "0"]);
+    let output = probe(
+        &dir,
+        &[
+            "--prompt",
+            "Amina applied.",
+            "--raw",
+            "--steps",
+            "2",
+            "--heads",
+            "0",
+            "--layers",
+            "0",
+        ],
+    );
     assert!(output.status.success());
     let table = String::from_utf8(output.stdout).unwrap();
     assert!(table.contains("prompt: "), "{table}");

@@ -37,8 +37,15 @@ pub enum CaptureError {
     #[error("capture head {head} does not exist; the model has heads 0..{count}")]
     Head { head: usize, count: usize },
     /// An internal invariant broke: a pad key received attention.
-    #[error("layer {layer} head {head} gave attention {value} to pad column {column}; pad keys must get exactly zero")]
-    PaddingAttended { layer: usize, head: usize, column: usize, value: f32 },
+    #[error(
+        "layer {layer} head {head} gave attention {value} to pad column {column}; pad keys must get exactly zero"
+    )]
+    PaddingAttended {
+        layer: usize,
+        head: usize,
+        column: usize,
+        value: f32,
+    },
 }
 
 impl CaptureSpec {
@@ -62,7 +69,9 @@ impl CaptureSpec {
 
     /// Returns true when no step would be captured.
     pub fn is_empty(&self) -> bool {
-        self.layers.is_empty() || self.heads.is_empty() || (self.first_steps == 0 && !self.decision_step)
+        self.layers.is_empty()
+            || self.heads.is_empty()
+            || (self.first_steps == 0 && !self.decision_step)
     }
 
     /// Checks that every index exists in the model.

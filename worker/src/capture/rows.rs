@@ -41,8 +41,16 @@ impl StepAttention {
     /// Copies `attention`, `(layers, rows, heads, kv_len)` f32, to the host.
     pub fn from_tensor(attention: &Tensor) -> candle_core::Result<Self> {
         let (_, rows, heads, kv_len) = attention.dims4()?;
-        let values = attention.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
-        Ok(Self { values, rows, heads, kv_len })
+        let values = attention
+            .to_device(&Device::Cpu)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        Ok(Self {
+            values,
+            rows,
+            heads,
+            kv_len,
+        })
     }
 
     /// Returns the rows of batch row `row`, whose first `pad` columns are
@@ -58,14 +66,25 @@ impl StepAttention {
         let mut out = Vec::with_capacity(spec.layers.len() * spec.heads.len());
         for (layer_index, &layer) in spec.layers.iter().enumerate() {
             for (head_index, &head) in spec.heads.iter().enumerate() {
-                let offset = ((layer_index * self.rows + row) * self.heads + head_index) * self.kv_len;
+                let offset =
+                    ((layer_index * self.rows + row) * self.heads + head_index) * self.kv_len;
                 let values = &self.values[offset..offset + self.kv_len];
                 if let Some(column) = values[..pad].iter().position(|&value| value != 0.0) {
                     let value = values[column];
-                    return Err(CaptureError::PaddingAttended { layer, head, column, value });
+                    return Err(CaptureError::PaddingAttended {
+                        layer,
+                        head,
+                        column,
+                        value,
+                    });
                 }
                 let scores = values[pad..].to_vec();
-                out.push(AttentionRow { layer, head, kv_head: kv_head_of(head), scores });
+                out.push(AttentionRow {
+                    layer,
+                    head,
+                    kv_head: kv_head_of(head),
+                    scores,
+                });
             }
         }
         Ok(out)

@@ -38,7 +38,11 @@ impl FromStr for Selection {
         }
         let mut indices = Vec::new();
         for part in text.split(',').map(str::trim) {
-            let invalid = || format!("invalid index or range {part:?} in {text:?}; write all, or a list such as 0,4-7");
+            let invalid = || {
+                format!(
+                    "invalid index or range {part:?} in {text:?}; write all, or a list such as 0,4-7"
+                )
+            };
             match part.split_once('-') {
                 Some((first, last)) => {
                     let first: usize = first.trim().parse().map_err(|_| invalid())?;
@@ -61,7 +65,10 @@ mod tests {
 
     #[test]
     fn all_resolves_to_every_index() {
-        assert_eq!("all".parse::<Selection>().unwrap().resolve(3), vec![0, 1, 2]);
+        assert_eq!(
+            "all".parse::<Selection>().unwrap().resolve(3),
+            vec![0, 1, 2]
+        );
     }
 
     #[test]

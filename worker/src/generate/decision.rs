@@ -75,13 +75,18 @@ impl DecisionParser {
     pub fn new(spec: &DecisionSpec) -> Result<Self, GenerateError> {
         let invalid = |message: String| GenerateError::InvalidSettings { message };
         if spec.labels.is_empty() {
-            return Err(invalid("decision labels are empty; list at least one label".into()));
+            return Err(invalid(
+                "decision labels are empty; list at least one label".into(),
+            ));
         }
         for (index, label) in spec.labels.iter().enumerate() {
             if label.trim().is_empty() {
                 return Err(invalid(format!("decision label {index} is blank")));
             }
-            if spec.labels[..index].iter().any(|other| other.eq_ignore_ascii_case(label)) {
+            if spec.labels[..index]
+                .iter()
+                .any(|other| other.eq_ignore_ascii_case(label))
+            {
                 return Err(invalid(format!("decision label {label:?} is listed twice")));
             }
         }
@@ -92,12 +97,19 @@ impl DecisionParser {
         };
         let pattern = Regex::new(&source)
             .map_err(|e| invalid(format!("invalid decision pattern {source:?}: {e}")))?;
-        let group = match pattern.capture_names().position(|name| name == Some("label")) {
+        let group = match pattern
+            .capture_names()
+            .position(|name| name == Some("label"))
+        {
             Some(index) => Some(index),
             None if pattern.captures_len() > 1 => Some(1),
             None => None,
         };
-        Ok(Self { labels: spec.labels.clone(), pattern, group })
+        Ok(Self {
+            labels: spec.labels.clone(),
+            pattern,
+            group,
+        })
     }
 
     pub fn labels(&self) -> &[String] {
@@ -114,19 +126,29 @@ impl DecisionParser {
                 None => captures.get(0),
             };
             let Some(matched) = matched else { continue };
-            let Some(label) = self.label_index(matched.as_str()) else { continue };
+            let Some(label) = self.label_index(matched.as_str()) else {
+                continue;
+            };
             if !found.iter().any(|(index, _)| *index == label) {
                 found.push((label, matched.start()));
             }
         }
         match found.as_slice() {
-            [] => ParsedDecision { status: DecisionStatus::NoLabel, label: None, offset: None },
+            [] => ParsedDecision {
+                status: DecisionStatus::NoLabel,
+                label: None,
+                offset: None,
+            },
             [(label, byte)] => ParsedDecision {
                 status: DecisionStatus::Parsed,
                 label: Some(self.labels[*label].clone()),
                 offset: Some(response[..*byte].chars().count()),
             },
-            _ => ParsedDecision { status: DecisionStatus::MultipleLabels, label: None, offset: None },
+            _ => ParsedDecision {
+                status: DecisionStatus::MultipleLabels,
+                label: None,
+                offset: None,
+            },
         }
     }
 
@@ -134,7 +156,11 @@ impl DecisionParser {
         self.labels
             .iter()
             .position(|label| label == text)
-            .or_else(|| self.labels.iter().position(|label| lowercase_eq(label, text)))
+            .or_else(|| {
+                self.labels
+                    .iter()
+                    .position(|label| lowercase_eq(label, text))
+            })
     }
 
     /// Tells whether a label could start inside the character span `span`
@@ -145,7 +171,10 @@ impl DecisionParser {
         let (start, end) = span;
         let mut rest = response.char_indices().skip(start).map(|(byte, _)| byte);
         (start..end).any(|_| match rest.next() {
-            Some(byte) => self.labels.iter().any(|label| prefix_compatible(&response[byte..], label)),
+            Some(byte) => self
+                .labels
+                .iter()
+                .any(|label| prefix_compatible(&response[byte..], label)),
             None => false,
         })
     }
@@ -158,8 +187,16 @@ fn default_pattern(labels: &[String]) -> String {
     let alternatives: Vec<String> = labels
         .iter()
         .map(|label| {
-            let before = if word(label.chars().next()) { r"\b" } else { "" };
-            let after = if word(label.chars().last()) { r"\b" } else { "" };
+            let before = if word(label.chars().next()) {
+                r"\b"
+            } else {
+                ""
+            };
+            let after = if word(label.chars().last()) {
+                r"\b"
+            } else {
+                ""
+            };
             format!("{before}{}{after}", regex::escape(label))
         })
         .collect();
@@ -167,7 +204,9 @@ fn default_pattern(labels: &[String]) -> String {
 }
 
 fn lowercase_eq(a: &str, b: &str) -> bool {
-    a.chars().flat_map(char::to_lowercase).eq(b.chars().flat_map(char::to_lowercase))
+    a.chars()
+        .flat_map(char::to_lowercase)
+        .eq(b.chars().flat_map(char::to_lowercase))
 }
 
 /// True when one of `text` and `label` begins with the other, ignoring case.
@@ -222,7 +261,9 @@ impl LabelTokens {
             }
             if label_ids.is_empty() {
                 return Err(GenerateError::InvalidSettings {
-                    message: format!("decision label {label:?} encodes to no token covering its first character"),
+                    message: format!(
+                        "decision label {label:?} encodes to no token covering its first character"
+                    ),
                 });
             }
             ids.push(label_ids);
@@ -253,14 +294,20 @@ impl LabelTokens {
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
         let partition: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
         let probability = |id: u32| (logits[id as usize] as f64 - max).exp() / partition;
-        let per_label: Vec<f64> =
-            self.ids.iter().map(|ids| ids.iter().map(|&id| probability(id)).sum()).collect();
+        let per_label: Vec<f64> = self
+            .ids
+            .iter()
+            .map(|ids| ids.iter().map(|&id| probability(id)).sum())
+            .collect();
         let mass: f64 = per_label.iter().sum();
         let normalized = per_label
             .iter()
             .map(|&p| if mass > 0.0 { (p / mass) as f32 } else { 0.0 })
             .collect();
-        Some(LabelProbabilities { normalized, mass: mass as f32 })
+        Some(LabelProbabilities {
+            normalized,
+            mass: mass as f32,
+        })
     }
 }
 
@@ -292,7 +339,10 @@ mod tests {
 
     #[test]
     fn default_pattern_needs_whole_words() {
-        assert_eq!(parser(None).parse("GRANTED").status, DecisionStatus::NoLabel);
+        assert_eq!(
+            parser(None).parse("GRANTED").status,
+            DecisionStatus::NoLabel
+        );
     }
 
     #[test]
@@ -329,14 +379,20 @@ mod tests {
 
     #[test]
     fn invalid_pattern_named_in_error() {
-        let spec = DecisionSpec { labels: vec!["A".into()], pattern: Some("(".into()) };
+        let spec = DecisionSpec {
+            labels: vec!["A".into()],
+            pattern: Some("(".into()),
+        };
         let message = DecisionParser::new(&spec).unwrap_err().to_string();
         assert!(message.contains("\"(\""), "{message}");
     }
 
     #[test]
     fn duplicate_label_rejected() {
-        let spec = DecisionSpec { labels: vec!["A".into(), "a".into()], pattern: None };
+        let spec = DecisionSpec {
+            labels: vec!["A".into(), "a".into()],
+            pattern: None,
+        };
         assert!(DecisionParser::new(&spec).is_err());
     }
 
@@ -345,13 +401,22 @@ mod tests {
         let p = parser(None);
         assert!(p.may_start_label(" GR", (0, 3)), "prefix of a label");
         assert!(p.may_start_label(" grant it", (0, 3)), "case ignored");
-        assert!(!p.may_start_label(" GO", (0, 3)), "diverged from every label");
-        assert!(!p.may_start_label("ok GRANT", (0, 2)), "label starts outside the span");
+        assert!(
+            !p.may_start_label(" GO", (0, 3)),
+            "diverged from every label"
+        );
+        assert!(
+            !p.may_start_label("ok GRANT", (0, 2)),
+            "label starts outside the span"
+        );
     }
 
     #[test]
     fn probabilities_renormalise_over_labels() {
-        let tokens = LabelTokens { ids: vec![vec![0], vec![1, 2]], ambiguous: None };
+        let tokens = LabelTokens {
+            ids: vec![vec![0], vec![1, 2]],
+            ambiguous: None,
+        };
         let logits = [0.0_f32, 0.0, 0.0, 0.0];
         let probabilities = tokens.probabilities(&logits).unwrap();
         assert!((probabilities.mass - 0.75).abs() < 1e-6);
@@ -361,7 +426,10 @@ mod tests {
 
     #[test]
     fn shared_first_token_gives_no_probabilities() {
-        let tokens = LabelTokens { ids: vec![vec![0]], ambiguous: Some("shared".into()) };
+        let tokens = LabelTokens {
+            ids: vec![vec![0]],
+            ambiguous: Some("shared".into()),
+        };
         assert_eq!(tokens.probabilities(&[0.0]), None);
     }
 }

@@ -11,7 +11,10 @@ use tracing::warn;
 /// NOTE: every error is retried, not only out-of-memory ones, because
 /// candle reports allocation failures of different backends in different
 /// forms. A deterministic error costs about `log2(len)` extra attempts.
-pub fn run_with_fallback<T, R, E>(items: &[T], run: &mut impl FnMut(&[T]) -> Result<Vec<R>, E>) -> Result<Vec<R>, E>
+pub fn run_with_fallback<T, R, E>(
+    items: &[T],
+    run: &mut impl FnMut(&[T]) -> Result<Vec<R>, E>,
+) -> Result<Vec<R>, E>
 where
     E: std::fmt::Display,
 {
@@ -42,7 +45,11 @@ mod tests {
         let mut sizes = Vec::new();
         let mut run = |items: &[u32]| {
             sizes.push(items.len());
-            if items.len() > 2 { Err("out of memory") } else { Ok(items.iter().map(|i| i * 10).collect()) }
+            if items.len() > 2 {
+                Err("out of memory")
+            } else {
+                Ok(items.iter().map(|i| i * 10).collect())
+            }
         };
         let results = run_with_fallback(&[1, 2, 3, 4, 5], &mut run).unwrap();
         assert_eq!(results, vec![10, 20, 30, 40, 50]);
@@ -52,7 +59,11 @@ mod tests {
     #[test]
     fn single_failure_returned() {
         let mut run = |items: &[u32]| -> Result<Vec<u32>, String> {
-            if items.contains(&3) { Err(format!("bad item in {items:?}")) } else { Ok(items.to_vec()) }
+            if items.contains(&3) {
+                Err(format!("bad item in {items:?}"))
+            } else {
+                Ok(items.to_vec())
+            }
         };
         let error = run_with_fallback(&[1, 2, 3, 4], &mut run).unwrap_err();
         assert_eq!(error, "bad item in [3]");

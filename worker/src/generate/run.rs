@@ -12,7 +12,10 @@ use super::decision::{DecisionParser, LabelProbabilities, LabelTokens};
 use super::response::Response;
 use super::sampling::Sampler;
 use super::stop::{StopCriteria, StopReason};
-use super::{DecisionOutcome, GenerateError, GenerationOutput, GenerationRequest, GenerationSettings, Timings};
+use super::{
+    DecisionOutcome, GenerateError, GenerationOutput, GenerationRequest, GenerationSettings,
+    Timings,
+};
 use crate::capture::rows::StepAttention;
 use crate::capture::{AttentionRow, CaptureSpec, CapturedStep};
 use crate::model::decoder::{CaptureLayers, ForwardOutput};
@@ -33,19 +36,30 @@ pub struct Plan {
 impl Plan {
     /// Checks `settings` and `capture` against `model` and compiles the
     /// decision pattern and label tokens.
-    pub fn new(model: &LoadedModel, settings: &GenerationSettings, capture: &CaptureSpec) -> Result<Self, GenerateError> {
+    pub fn new(
+        model: &LoadedModel,
+        settings: &GenerationSettings,
+        capture: &CaptureSpec,
+    ) -> Result<Self, GenerateError> {
         if settings.max_new_tokens == 0 {
             return Err(GenerateError::InvalidSettings {
                 message: "max_new_tokens is 0; generate at least one token".into(),
             });
         }
         capture.validate(model.decoder.config())?;
-        let parser = settings.decision.as_ref().map(DecisionParser::new).transpose()?;
+        let parser = settings
+            .decision
+            .as_ref()
+            .map(DecisionParser::new)
+            .transpose()?;
         let label_tokens = match &parser {
             Some(parser) => Some(LabelTokens::new(&model.tokenizer, parser.labels())?),
             None => None,
         };
-        if let Some(reason) = label_tokens.as_ref().and_then(|tokens| tokens.ambiguous.as_ref()) {
+        if let Some(reason) = label_tokens
+            .as_ref()
+            .and_then(|tokens| tokens.ambiguous.as_ref())
+        {
             warn!(reason = %reason, "label probabilities will not be reported");
         }
         let stop = StopCriteria {
@@ -53,7 +67,13 @@ impl Plan {
             stop_strings: settings.stop_strings.clone(),
             max_new_tokens: settings.max_new_tokens,
         };
-        Ok(Self { settings: settings.clone(), capture: capture.clone(), stop, parser, label_tokens })
+        Ok(Self {
+            settings: settings.clone(),
+            capture: capture.clone(),
+            stop,
+            parser,
+            label_tokens,
+        })
     }
 }
 
@@ -108,8 +128,16 @@ pub fn run_batch(
         step += 1;
         out = run.decode_pass(step)?;
     }
-    debug!(batch_size = requests.len(), steps = step + 1, "batch finished");
-    Ok(run.outputs.into_iter().map(|output| output.expect("every row finished")).collect())
+    debug!(
+        batch_size = requests.len(),
+        steps = step + 1,
+        "batch finished"
+    );
+    Ok(run
+        .outputs
+        .into_iter()
+        .map(|output| output.expect("every row finished"))
+        .collect())
 }
 
 /// The state of one batch between forward passes.
@@ -143,7 +171,10 @@ impl<'a> BatchRun<'a> {
         let prompts: Vec<&[u32]> = requests.iter().map(|r| r.prompt_ids.as_slice()).collect();
         let padded = left_pad(&prompts, model.special_tokens.pad_token_id);
         let capture_layers = match !spec.is_empty() && requests.iter().any(|r| r.capture) {
-            true => Some(CaptureLayers { layers: spec.layers.clone(), heads: index_tensor(&spec.heads, device)? }),
+            true => Some(CaptureLayers {
+                layers: spec.layers.clone(),
+                heads: index_tensor(&spec.heads, device)?,
+            }),
             false => None,
         };
         let rows = requests
@@ -177,7 +208,11 @@ impl<'a> BatchRun<'a> {
 
         let started = Instant::now();
         let input = Tensor::from_vec(padded.ids.clone(), (batch_size, padded.max_len), device)?;
-        let layout = MaskLayout { pads: padded.pads.clone(), past_len: 0, new_len: padded.max_len };
+        let layout = MaskLayout {
+            pads: padded.pads.clone(),
+            past_len: 0,
+            new_len: padded.max_len,
+        };
         let masks = AttentionMasks::new(&layout, &run.windows, device)?;
         let capture = run.capture_layers.as_ref();
         let out = decoder.forward(&input, &padded.positions(), &masks, &mut run.cache, capture)?;
@@ -200,20 +235,29 @@ impl<'a> BatchRun<'a> {
             row.response.push(&self.model.tokenizer, token)?;
 
             let span = row.response.span(step);
-            let candidate =
-                plan.parser.as_ref().is_some_and(|parser| parser.may_start_label(row.response.text(), span));
+            let candidate = plan
+                .parser
+                .as_ref()
+                .is_some_and(|parser| parser.may_start_label(row.response.text(), span));
             if candidate {
                 let probabilities = match &plan.label_tokens {
                     Some(tokens) => tokens.probabilities(&row_logits.to_vec1::<f32>()?),
                     None => None,
                 };
-                row.candidates.push(Candidate { step, token_id: token, probabilities, rows: None });
+                row.candidates.push(Candidate {
+                    step,
+                    token_id: token,
+                    probabilities,
+                    rows: None,
+                });
             }
             let wanted = step < spec.first_steps || (candidate && spec.decision_step);
             if wanted && row.request.capture {
                 keep.push(position);
             }
-            row.stop = plan.stop.check(token, row.response.ids().len(), row.response.text());
+            row.stop = plan
+                .stop
+                .check(token, row.response.ids().len(), row.response.text());
         }
         Ok(keep)
     }
@@ -221,7 +265,12 @@ impl<'a> BatchRun<'a> {
     /// Copies the attention rows of batch rows `keep` to the host, without
     /// their padding, as first-step captures or as the rows of this step's
     /// decision candidate.
-    fn keep_attention(&mut self, step: usize, attention: Option<&Tensor>, keep: &[usize]) -> Result<(), GenerateError> {
+    fn keep_attention(
+        &mut self,
+        step: usize,
+        attention: Option<&Tensor>,
+        keep: &[usize],
+    ) -> Result<(), GenerateError> {
         let Some(attention) = attention.filter(|_| !keep.is_empty()) else {
             return Ok(());
         };
@@ -232,10 +281,21 @@ impl<'a> BatchRun<'a> {
         for (host_row, &position) in keep.iter().enumerate() {
             let row = &mut self.rows[position];
             let rows = host.unpadded(host_row, row.pad, spec, |head| config.kv_head_of(head))?;
-            debug_assert!(rows.iter().all(|r| r.scores.len() == row.request.prompt_ids.len() + step));
-            let token_id = *row.response.ids().last().expect("a token was sampled this step");
+            debug_assert!(
+                rows.iter()
+                    .all(|r| r.scores.len() == row.request.prompt_ids.len() + step)
+            );
+            let token_id = *row
+                .response
+                .ids()
+                .last()
+                .expect("a token was sampled this step");
             if step < spec.first_steps {
-                row.captured.push(CapturedStep { step, token_id, rows });
+                row.captured.push(CapturedStep {
+                    step,
+                    token_id,
+                    rows,
+                });
             } else if let Some(candidate) = row.candidates.last_mut().filter(|c| c.step == step) {
                 candidate.rows = Some(rows);
             }
@@ -245,10 +305,13 @@ impl<'a> BatchRun<'a> {
 
     /// Drops candidates whose text has moved away from every label.
     fn prune_candidates(&mut self) {
-        let Some(parser) = &self.plan.parser else { return };
+        let Some(parser) = &self.plan.parser else {
+            return;
+        };
         for row in self.rows.iter_mut() {
             let response = &row.response;
-            row.candidates.retain(|c| parser.may_start_label(response.text(), response.span(c.step)));
+            row.candidates
+                .retain(|c| parser.may_start_label(response.text(), response.span(c.step)));
         }
     }
 
@@ -261,8 +324,11 @@ impl<'a> BatchRun<'a> {
         let mut active = Vec::with_capacity(rows_before);
         for (position, row) in std::mem::take(&mut self.rows).into_iter().enumerate() {
             if row.stop.is_some() {
-                let timings =
-                    Timings { batch_size: self.batch_size, prefill: self.prefill, decode: self.prefill_end.elapsed() };
+                let timings = Timings {
+                    batch_size: self.batch_size,
+                    prefill: self.prefill,
+                    decode: self.prefill_end.elapsed(),
+                };
                 let index = row.index;
                 self.outputs[index] = Some(finish(row, self.plan, timings));
             } else {
@@ -275,7 +341,8 @@ impl<'a> BatchRun<'a> {
             return Ok(false);
         }
         if self.rows.len() < rows_before {
-            self.cache.select_rows(&index_tensor(&kept_positions, self.model.decoder.device())?)?;
+            self.cache
+                .select_rows(&index_tensor(&kept_positions, self.model.decoder.device())?)?;
         }
 
         let shared = shared_padding(&self.rows.iter().map(|row| row.pad).collect::<Vec<_>>());
@@ -292,29 +359,57 @@ impl<'a> BatchRun<'a> {
         let device = decoder.device();
         let spec = &self.plan.capture;
 
-        let tokens: Vec<u32> = self.rows.iter().map(|row| *row.response.ids().last().expect("sampled")).collect();
-        let positions: Vec<Vec<u32>> = self.rows.iter().map(|row| vec![row.next_position]).collect();
+        let tokens: Vec<u32> = self
+            .rows
+            .iter()
+            .map(|row| *row.response.ids().last().expect("sampled"))
+            .collect();
+        let positions: Vec<Vec<u32>> = self
+            .rows
+            .iter()
+            .map(|row| vec![row.next_position])
+            .collect();
         self.rows.iter_mut().for_each(|row| row.next_position += 1);
         let input = Tensor::from_vec(tokens, (self.rows.len(), 1), device)?;
         let pads = self.rows.iter().map(|row| row.pad).collect();
-        let layout = MaskLayout { pads, past_len: self.cache.visible_len(), new_len: 1 };
+        let layout = MaskLayout {
+            pads,
+            past_len: self.cache.visible_len(),
+            new_len: 1,
+        };
         let masks = AttentionMasks::new(&layout, &self.windows, device)?;
-        let capture = self.capture_layers.as_ref().filter(|_| step < spec.first_steps || spec.decision_step);
+        let capture = self
+            .capture_layers
+            .as_ref()
+            .filter(|_| step < spec.first_steps || spec.decision_step);
         Ok(decoder.forward(&input, &positions, &masks, &mut self.cache, capture)?)
     }
 }
 
 fn index_tensor(indices: &[usize], device: &Device) -> candle_core::Result<Tensor> {
-    Tensor::new(indices.iter().map(|&i| i as u32).collect::<Vec<u32>>(), device)
+    Tensor::new(
+        indices.iter().map(|&i| i as u32).collect::<Vec<u32>>(),
+        device,
+    )
 }
 
-fn validate_requests(model: &LoadedModel, requests: &[GenerationRequest]) -> Result<(), GenerateError> {
+fn validate_requests(
+    model: &LoadedModel,
+    requests: &[GenerationRequest],
+) -> Result<(), GenerateError> {
     let vocab_size = model.decoder.config().vocab_size;
     for (index, request) in requests.iter().enumerate() {
         if request.prompt_ids.is_empty() {
-            return Err(GenerateError::InvalidRequest { index, message: "the prompt has no tokens".into() });
+            return Err(GenerateError::InvalidRequest {
+                index,
+                message: "the prompt has no tokens".into(),
+            });
         }
-        if let Some(id) = request.prompt_ids.iter().find(|&&id| id as usize >= vocab_size) {
+        if let Some(id) = request
+            .prompt_ids
+            .iter()
+            .find(|&&id| id as usize >= vocab_size)
+        {
             return Err(GenerateError::InvalidRequest {
                 index,
                 message: format!("token id {id} is outside the vocabulary of {vocab_size}"),
@@ -327,23 +422,42 @@ fn validate_requests(model: &LoadedModel, requests: &[GenerationRequest]) -> Res
 /// Parses a stopped row's decision and assembles its output, keeping the
 /// decision step's rows and dropping the other candidates.
 fn finish(row: Row, plan: &Plan, timings: Timings) -> GenerationOutput {
-    let Row { request, response, mut captured, mut candidates, stop, .. } = row;
+    let Row {
+        request,
+        response,
+        mut captured,
+        mut candidates,
+        stop,
+        ..
+    } = row;
     let decision = plan.parser.as_ref().map(|parser| {
         let parsed = parser.parse(response.text());
         let step = parsed.offset.and_then(|offset| response.step_at(offset));
         let candidate = step.and_then(|step| candidates.iter().position(|c| c.step == step));
         if step.is_some() && candidate.is_none() {
-            warn!(step, "the decision step was not kept as a candidate; its label probabilities are missing");
+            warn!(
+                step,
+                "the decision step was not kept as a candidate; its label probabilities are missing"
+            );
         }
         let candidate = candidate.map(|index| candidates.swap_remove(index));
         let mut label_probabilities = None;
         if let Some(candidate) = candidate {
             label_probabilities = candidate.probabilities;
             if let Some(rows) = candidate.rows.filter(|_| request.capture) {
-                captured.push(CapturedStep { step: candidate.step, token_id: candidate.token_id, rows });
+                captured.push(CapturedStep {
+                    step: candidate.step,
+                    token_id: candidate.token_id,
+                    rows,
+                });
             }
         }
-        DecisionOutcome { status: parsed.status, label: parsed.label, step, label_probabilities }
+        DecisionOutcome {
+            status: parsed.status,
+            label: parsed.label,
+            step,
+            label_probabilities,
+        }
     });
     GenerationOutput {
         token_ids: response.ids().to_vec(),

@@ -29,9 +29,14 @@ impl Sampler {
         let sampling = if params.temperature < 1e-7 {
             Sampling::ArgMax
         } else {
-            Sampling::All { temperature: params.temperature }
+            Sampling::All {
+                temperature: params.temperature,
+            }
         };
-        Self { processor: LogitsProcessor::from_sampling(seed, sampling), params }
+        Self {
+            processor: LogitsProcessor::from_sampling(seed, sampling),
+            params,
+        }
     }
 
     /// Draws the next token from `logits`, one row of `vocab` f32 values.
@@ -125,7 +130,11 @@ mod tests {
     #[test]
     fn zero_temperature_is_greedy() {
         let logits = Tensor::new(&[0.1_f32, 2.0, 1.9], &Device::Cpu).unwrap();
-        let params = SamplingParams { temperature: 0.0, top_p: None, top_k: None };
+        let params = SamplingParams {
+            temperature: 0.0,
+            top_p: None,
+            top_k: None,
+        };
         let mut sampler = Sampler::new(3, params);
         assert_eq!(sampler.sample(&logits).unwrap(), 1);
     }
@@ -133,10 +142,16 @@ mod tests {
     #[test]
     fn same_seed_draws_same_tokens() {
         let logits = Tensor::new(&[0.0_f32, 0.1, 0.2, 0.3, 0.4, 0.5], &Device::Cpu).unwrap();
-        let params = SamplingParams { temperature: 1.0, top_p: Some(0.9), top_k: Some(5) };
+        let params = SamplingParams {
+            temperature: 1.0,
+            top_p: Some(0.9),
+            top_k: Some(5),
+        };
         let draw = |seed| {
             let mut sampler = Sampler::new(seed, params);
-            (0..20).map(|_| sampler.sample(&logits).unwrap()).collect::<Vec<_>>()
+            (0..20)
+                .map(|_| sampler.sample(&logits).unwrap())
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(11), draw(11));
         assert_ne!(draw(11), draw(12));

@@ -41,7 +41,11 @@ impl StopCriteria {
         if self.eos_token_ids.contains(&token) {
             return Some(StopReason::Eos);
         }
-        if let Some(stop) = self.stop_strings.iter().find(|stop| text.contains(stop.as_str())) {
+        if let Some(stop) = self
+            .stop_strings
+            .iter()
+            .find(|stop| text.contains(stop.as_str()))
+        {
             return Some(StopReason::StopString(stop.clone()));
         }
         if generated >= self.max_new_tokens {
@@ -56,7 +60,11 @@ mod tests {
     use super::*;
 
     fn criteria() -> StopCriteria {
-        StopCriteria { eos_token_ids: vec![2, 9], stop_strings: vec!["\n\n".into()], max_new_tokens: 4 }
+        StopCriteria {
+            eos_token_ids: vec![2, 9],
+            stop_strings: vec!["\n\n".into()],
+            max_new_tokens: 4,
+        }
     }
 
     #[test]
@@ -66,12 +74,18 @@ mod tests {
 
     #[test]
     fn stop_string_found_across_tokens() {
-        assert_eq!(criteria().check(5, 2, "GRANT\n\nmore"), Some(StopReason::StopString("\n\n".into())));
+        assert_eq!(
+            criteria().check(5, 2, "GRANT\n\nmore"),
+            Some(StopReason::StopString("\n\n".into()))
+        );
     }
 
     #[test]
     fn length_limit_stops_last() {
-        assert_eq!(criteria().check(5, 4, "a b c d"), Some(StopReason::MaxNewTokens));
+        assert_eq!(
+            criteria().check(5, 4, "a b c d"),
+            Some(StopReason::MaxNewTokens)
+        );
         assert_eq!(criteria().check(5, 3, "a b c"), None);
     }
 

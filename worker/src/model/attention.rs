@@ -51,7 +51,9 @@ impl Attention {
     ) -> Result<(Tensor, Option<Tensor>)> {
         let (batch, new_len, _) = x.dims3()?;
         let heads = |t: Tensor, n: usize| {
-            t.reshape((batch, new_len, n, self.head_dim))?.transpose(1, 2)?.contiguous()
+            t.reshape((batch, new_len, n, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
         };
         let q = heads(self.q_proj.forward(x)?, self.num_heads)?;
         let k = heads(self.k_proj.forward(x)?, self.num_kv_heads)?;

@@ -191,7 +191,8 @@ impl ModelConfig {
         }
 
         let num_key_value_heads = raw.num_key_value_heads.unwrap_or(raw.num_attention_heads);
-        if num_key_value_heads == 0 || raw.num_attention_heads % num_key_value_heads != 0 {
+        if num_key_value_heads == 0 || !raw.num_attention_heads.is_multiple_of(num_key_value_heads)
+        {
             return Err(ModelError::InvalidConfig {
                 message: format!(
                     "num_attention_heads {} is not a multiple of num_key_value_heads {}",
@@ -201,7 +202,7 @@ impl ModelConfig {
         }
         let head_dim = match raw.head_dim {
             Some(head_dim) => head_dim,
-            None if raw.hidden_size % raw.num_attention_heads == 0 => {
+            None if raw.hidden_size.is_multiple_of(raw.num_attention_heads) => {
                 raw.hidden_size / raw.num_attention_heads
             }
             None => {
@@ -243,7 +244,11 @@ impl ModelConfig {
             sliding_windows,
             dtype: raw.dtype.or(raw.torch_dtype),
             bos_token_id: raw.bos_token_id.as_ref().and_then(TokenIds::first),
-            eos_token_ids: raw.eos_token_id.as_ref().map(TokenIds::to_vec).unwrap_or_default(),
+            eos_token_ids: raw
+                .eos_token_id
+                .as_ref()
+                .map(TokenIds::to_vec)
+                .unwrap_or_default(),
             pad_token_id: raw.pad_token_id.as_ref().and_then(TokenIds::first),
         })
     }
@@ -289,17 +294,20 @@ fn resolve_rope(raw: &HfConfig) -> Result<(f64, RopeScaling)> {
             });
         }
     };
-    if let Some(map) = parameters {
-        if !map.contains_key("rope_type") && !map.contains_key("rope_theta") {
-            return Err(ModelError::InvalidConfig {
-                message: "rope_parameters per attention type is not supported; \
-                          expected one object with rope_type and rope_theta"
-                    .to_string(),
-            });
-        }
+    if let Some(map) = parameters
+        && !map.contains_key("rope_type")
+        && !map.contains_key("rope_theta")
+    {
+        return Err(ModelError::InvalidConfig {
+            message: "rope_parameters per attention type is not supported; \
+                      expected one object with rope_type and rope_theta"
+                .to_string(),
+        });
     }
 
-    let theta_in_parameters = parameters.and_then(|map| map.get("rope_theta")).and_then(Value::as_f64);
+    let theta_in_parameters = parameters
+        .and_then(|map| map.get("rope_theta"))
+        .and_then(Value::as_f64);
     let rope_theta = raw.rope_theta.or(theta_in_parameters).unwrap_or(10_000.0);
 
     let scaling = match &raw.rope_scaling {
@@ -317,7 +325,10 @@ fn resolve_rope(raw: &HfConfig) -> Result<(f64, RopeScaling)> {
 /// Mistral layer uses `sliding_window` (4096 when absent); Qwen2 uses it only
 /// with `use_sliding_window`, on the layers that `layer_types` marks as
 /// `sliding_attention` (or from `max_window_layers` on); Llama never does.
-fn resolve_sliding_windows(architecture: Architecture, raw: &HfConfig) -> Result<Vec<Option<usize>>> {
+fn resolve_sliding_windows(
+    architecture: Architecture,
+    raw: &HfConfig,
+) -> Result<Vec<Option<usize>>> {
     let layers = raw.num_hidden_layers;
     let window = match raw.sliding_window {
         Some(window) => window,
@@ -341,7 +352,9 @@ fn resolve_sliding_windows(architecture: Architecture, raw: &HfConfig) -> Result
                     .collect(),
                 None => {
                     let first = raw.max_window_layers.unwrap_or(layers);
-                    (0..layers).map(|layer| (layer >= first).then_some(window)).collect()
+                    (0..layers)
+                        .map(|layer| (layer >= first).then_some(window))
+                        .collect()
                 }
             }
         }

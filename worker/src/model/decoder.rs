@@ -59,7 +59,10 @@ impl Decoder {
     /// Returns the sliding window of each layer, for building
     /// [`AttentionMasks`].
     pub fn sliding_windows(&self) -> Vec<Option<usize>> {
-        self.layers.iter().map(|layer| layer.sliding_window).collect()
+        self.layers
+            .iter()
+            .map(|layer| layer.sliding_window)
+            .collect()
     }
 
     /// Creates an empty KV cache for up to `capacity` positions per row.

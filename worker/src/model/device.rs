@@ -35,7 +35,8 @@ fn cuda_device(value: &str, ordinal: usize) -> Result<Device> {
 fn cuda_device(value: &str, _ordinal: usize) -> Result<Device> {
     Err(ModelError::Device {
         value: value.to_string(),
-        message: "this gaze-worker was built without CUDA; rebuild with `--features cuda`".to_string(),
+        message: "this gaze-worker was built without CUDA; rebuild with `--features cuda`"
+            .to_string(),
     })
 }
 
@@ -58,7 +59,9 @@ impl std::str::FromStr for DTypeChoice {
             "f32" | "float32" => Ok(Self::Fixed(DType::F32)),
             "f16" | "float16" => Ok(Self::Fixed(DType::F16)),
             "bf16" | "bfloat16" => Ok(Self::Fixed(DType::BF16)),
-            other => Err(ModelError::DType { value: other.to_string() }),
+            other => Err(ModelError::DType {
+                value: other.to_string(),
+            }),
         }
     }
 }
@@ -103,12 +106,24 @@ mod tests {
 
     #[test]
     fn auto_dtype_is_f32_on_cpu() {
-        assert_eq!(DTypeChoice::Auto.resolve(&Device::Cpu, Some("bfloat16")), DType::F32);
+        assert_eq!(
+            DTypeChoice::Auto.resolve(&Device::Cpu, Some("bfloat16")),
+            DType::F32
+        );
     }
 
     #[test]
     fn dtype_names_parse() {
-        assert_eq!("bf16".parse::<DTypeChoice>().unwrap(), DTypeChoice::Fixed(DType::BF16));
-        assert!("int8".parse::<DTypeChoice>().unwrap_err().to_string().contains("int8"));
+        assert_eq!(
+            "bf16".parse::<DTypeChoice>().unwrap(),
+            DTypeChoice::Fixed(DType::BF16)
+        );
+        assert!(
+            "int8"
+                .parse::<DTypeChoice>()
+                .unwrap_err()
+                .to_string()
+                .contains("int8")
+        );
     }
 }

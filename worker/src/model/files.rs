@@ -35,7 +35,11 @@ impl ModelFiles {
     pub fn locate(dir: &Path) -> Result<Self> {
         let required = |name: &str| {
             let path = dir.join(name);
-            if path.is_file() { Ok(path) } else { Err(ModelError::MissingFile { path }) }
+            if path.is_file() {
+                Ok(path)
+            } else {
+                Err(ModelError::MissingFile { path })
+            }
         };
         let optional = |name: &str| Some(dir.join(name)).filter(|path| path.is_file());
 
@@ -74,7 +78,11 @@ impl ModelFiles {
             .into_iter()
             .map(|name| {
                 let path = dir.join(name);
-                if path.is_file() { Ok(path) } else { Err(ModelError::MissingFile { path }) }
+                if path.is_file() {
+                    Ok(path)
+                } else {
+                    Err(ModelError::MissingFile { path })
+                }
             })
             .collect()
     }
@@ -83,13 +91,21 @@ impl ModelFiles {
 /// Reads and parses a JSON file, naming the path in any error.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = read_text(path)?;
-    serde_json::from_str(&text).map_err(|source| ModelError::Json { path: path.to_path_buf(), source })
+    serde_json::from_str(&text).map_err(|source| ModelError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Reads a text file, naming the path in any error.
 pub fn read_text(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => ModelError::MissingFile { path: path.to_path_buf() },
-        _ => ModelError::Read { path: path.to_path_buf(), source },
+        std::io::ErrorKind::NotFound => ModelError::MissingFile {
+            path: path.to_path_buf(),
+        },
+        _ => ModelError::Read {
+            path: path.to_path_buf(),
+            source,
+        },
     })
 }

@@ -23,7 +23,12 @@ impl KvCache {
     /// `capacity` positions per row. Buffers are allocated on first use, in
     /// the dtype and device of the first keys written.
     pub fn new(num_layers: usize, capacity: usize) -> Self {
-        Self { layers: vec![None; num_layers], capacity, start: 0, len: 0 }
+        Self {
+            layers: vec![None; num_layers],
+            capacity,
+            start: 0,
+            len: 0,
+        }
     }
 
     /// Returns the number of visible columns: the keys a query of the next
@@ -56,7 +61,10 @@ impl KvCache {
         values.slice_set(&v.contiguous()?, 2, self.len)?;
 
         let visible = self.len + new_len - self.start;
-        Ok((keys.narrow(2, self.start, visible)?, values.narrow(2, self.start, visible)?))
+        Ok((
+            keys.narrow(2, self.start, visible)?,
+            values.narrow(2, self.start, visible)?,
+        ))
     }
 
     /// Marks `new_len` columns, written to every layer by
@@ -69,7 +77,10 @@ impl KvCache {
     /// in the order given).
     pub fn select_rows(&mut self, rows: &Tensor) -> Result<()> {
         for layer in self.layers.iter_mut().flatten() {
-            *layer = (layer.0.index_select(rows, 0)?, layer.1.index_select(rows, 0)?);
+            *layer = (
+                layer.0.index_select(rows, 0)?,
+                layer.1.index_select(rows, 0)?,
+            );
         }
         Ok(())
     }

@@ -35,22 +35,34 @@ impl LoadedModel {
     pub fn load(dir: &Path, dtype: DTypeChoice, device: &Device) -> Result<Self> {
         let files = ModelFiles::locate(dir)?;
         let config = ModelConfig::from_json(&read_text(&files.config)?).map_err(|e| match e {
-            ModelError::InvalidConfig { message } => ModelError::InvalidFile { path: files.config.clone(), message },
+            ModelError::InvalidConfig { message } => ModelError::InvalidFile {
+                path: files.config.clone(),
+                message,
+            },
             other => other,
         })?;
-        let tokenizer = Tokenizer::from_file(&files.tokenizer).map_err(|e| ModelError::Tokenizer {
-            path: files.tokenizer.clone(),
-            message: e.to_string(),
-        })?;
+        let tokenizer =
+            Tokenizer::from_file(&files.tokenizer).map_err(|e| ModelError::Tokenizer {
+                path: files.tokenizer.clone(),
+                message: e.to_string(),
+            })?;
         let special_tokens = SpecialTokens::resolve(&files, &config, &tokenizer)?;
 
         let dtype = dtype.resolve(device, config.dtype.as_deref());
         // SAFETY: the files are mapped read-only; changing them while the
         // worker runs is undefined behaviour, as for every mmap-based loader.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files.weights, dtype, device)? };
-        let weights = Weights { vb, dir: files.dir.clone() };
+        let weights = Weights {
+            vb,
+            dir: files.dir.clone(),
+        };
         let decoder = build_decoder(config, &weights, dtype, device)?;
-        Ok(Self { files, decoder, tokenizer, special_tokens })
+        Ok(Self {
+            files,
+            decoder,
+            tokenizer,
+            special_tokens,
+        })
     }
 }
 
@@ -67,7 +79,10 @@ impl Weights<'_> {
 
     fn get(&self, expected: &[usize], name: &str) -> Result<Tensor> {
         if !self.contains(name) {
-            return Err(ModelError::MissingTensor { name: name.to_string(), dir: self.dir.clone() });
+            return Err(ModelError::MissingTensor {
+                name: name.to_string(),
+                dir: self.dir.clone(),
+            });
         }
         let tensor = self.vb.get_unchecked(name)?;
         if tensor.dims() != expected {
@@ -90,11 +105,19 @@ impl Weights<'_> {
     }
 
     fn rms_norm(&self, name: &str, size: usize, eps: f64) -> Result<RmsNorm> {
-        Ok(RmsNorm::new(self.get(&[size], &format!("{name}.weight"))?, eps))
+        Ok(RmsNorm::new(
+            self.get(&[size], &format!("{name}.weight"))?,
+            eps,
+        ))
     }
 }
 
-fn build_decoder(config: ModelConfig, weights: &Weights, dtype: DType, device: &Device) -> Result<Decoder> {
+fn build_decoder(
+    config: ModelConfig,
+    weights: &Weights,
+    dtype: DType,
+    device: &Device,
+) -> Result<Decoder> {
     let hidden = config.hidden_size;
     let embeddings = weights.get(&[config.vocab_size, hidden], "model.embed_tokens.weight")?;
 
@@ -102,7 +125,9 @@ fn build_decoder(config: ModelConfig, weights: &Weights, dtype: DType, device: &
         .map(|index| build_block(&config, weights, index))
         .collect::<Result<Vec<_>>>()?;
 
-    let tied = config.tie_word_embeddings.unwrap_or(!weights.contains("lm_head.weight"));
+    let tied = config
+        .tie_word_embeddings
+        .unwrap_or(!weights.contains("lm_head.weight"));
     let lm_head = match tied {
         true => Linear::new(embeddings.clone(), None),
         false => weights.linear("lm_head", config.vocab_size, hidden, false)?,
@@ -143,7 +168,11 @@ fn build_block(config: &ModelConfig, weights: &Weights, index: usize) -> Result<
         down_proj: weights.linear(&format!("{mlp}.down_proj"), hidden, inter, config.mlp_bias)?,
     };
     Ok(Block {
-        input_layernorm: weights.rms_norm(&format!("{prefix}.input_layernorm"), hidden, config.rms_norm_eps)?,
+        input_layernorm: weights.rms_norm(
+            &format!("{prefix}.input_layernorm"),
+            hidden,
+            config.rms_norm_eps,
+        )?,
         self_attn,
         post_attention_layernorm: weights.rms_norm(
             &format!("{prefix}.post_attention_layernorm"),

@@ -84,21 +84,38 @@ mod tests {
     use super::*;
 
     fn rows(layout: &MaskLayout, window: Option<usize>) -> Vec<Vec<Vec<f32>>> {
-        layout.mask(window, &Device::Cpu).unwrap().squeeze(1).unwrap().to_vec3().unwrap()
+        layout
+            .mask(window, &Device::Cpu)
+            .unwrap()
+            .squeeze(1)
+            .unwrap()
+            .to_vec3()
+            .unwrap()
     }
 
     #[test]
     fn prefill_mask_is_causal_and_hides_padding() {
-        let layout = MaskLayout { pads: vec![0, 2], past_len: 0, new_len: 3 };
+        let layout = MaskLayout {
+            pads: vec![0, 2],
+            past_len: 0,
+            new_len: 3,
+        };
         let mask = rows(&layout, None);
         let m = MASKED;
-        assert_eq!(mask[0], vec![vec![0.0, m, m], vec![0.0, 0.0, m], vec![0.0, 0.0, 0.0]]);
+        assert_eq!(
+            mask[0],
+            vec![vec![0.0, m, m], vec![0.0, 0.0, m], vec![0.0, 0.0, 0.0]]
+        );
         assert_eq!(mask[1], vec![vec![m, m, m], vec![m, m, m], vec![m, m, 0.0]]);
     }
 
     #[test]
     fn decode_mask_opens_all_past_columns_but_padding() {
-        let layout = MaskLayout { pads: vec![1, 0], past_len: 3, new_len: 1 };
+        let layout = MaskLayout {
+            pads: vec![1, 0],
+            past_len: 3,
+            new_len: 1,
+        };
         let mask = rows(&layout, None);
         assert_eq!(mask[0], vec![vec![MASKED, 0.0, 0.0, 0.0]]);
         assert_eq!(mask[1], vec![vec![0.0, 0.0, 0.0, 0.0]]);
@@ -106,17 +123,30 @@ mod tests {
 
     #[test]
     fn sliding_window_hides_keys_too_far_back() {
-        let layout = MaskLayout { pads: vec![0], past_len: 3, new_len: 1 };
+        let layout = MaskLayout {
+            pads: vec![0],
+            past_len: 3,
+            new_len: 1,
+        };
         let mask = rows(&layout, Some(2));
         assert_eq!(mask[0], vec![vec![MASKED, MASKED, 0.0, 0.0]]);
     }
 
     #[test]
     fn masks_built_once_per_distinct_window() {
-        let layout = MaskLayout { pads: vec![0], past_len: 0, new_len: 2 };
+        let layout = MaskLayout {
+            pads: vec![0],
+            past_len: 0,
+            new_len: 2,
+        };
         let masks = AttentionMasks::new(&layout, &[None, Some(1), None], &Device::Cpu).unwrap();
         assert_eq!(masks.masks.len(), 2);
-        let windowed = masks.get(Some(1)).squeeze(1).unwrap().to_vec3::<f32>().unwrap();
+        let windowed = masks
+            .get(Some(1))
+            .squeeze(1)
+            .unwrap()
+            .to_vec3::<f32>()
+            .unwrap();
         assert_eq!(windowed[0][1], vec![MASKED, 0.0]);
     }
 }

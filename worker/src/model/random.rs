@@ -132,8 +132,12 @@ impl RandomModel {
     }
 
     fn write_tokenizer(&self, dir: &Path) -> anyhow::Result<()> {
-        let vocab: HashMap<String, u32> =
-            self.vocabulary().into_iter().enumerate().map(|(id, word)| (word, id as u32)).collect();
+        let vocab: HashMap<String, u32> = self
+            .vocabulary()
+            .into_iter()
+            .enumerate()
+            .map(|(id, word)| (word, id as u32))
+            .collect();
         let model = WordLevel::builder()
             .vocab(vocab.into_iter().collect())
             .unk_token(UNK.to_string())
@@ -153,8 +157,11 @@ impl RandomModel {
             "pad_token": PAD,
             "chat_template": "{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }} {% endfor %}{% if add_generation_prompt %}assistant: {% endif %}",
         });
-        std::fs::write(dir.join("tokenizer_config.json"), serde_json::to_string_pretty(&tokenizer_config)?)
-            .context("writing tokenizer_config.json")
+        std::fs::write(
+            dir.join("tokenizer_config.json"),
+            serde_json::to_string_pretty(&tokenizer_config)?,
+        )
+        .context("writing tokenizer_config.json")
     }
 
     /// Draws the tensors of the checkpoint, keyed by Hugging Face name.
@@ -167,37 +174,89 @@ impl RandomModel {
         let inter = self.intermediate_size;
         let std = self.std;
 
-        let mut add = |name: String, shape: &[usize], center: f32, scale: f32| -> anyhow::Result<()> {
-            let count: usize = shape.iter().product();
-            // A uniform draw on [-a, a] has standard deviation a / sqrt(3).
-            let half_width = scale * 3.0_f32.sqrt();
-            let values: Vec<f32> =
-                (0..count).map(|_| center + rng.random_range(-half_width..=half_width)).collect();
-            tensors.insert(name, Tensor::from_vec(values, shape, &Device::Cpu)?);
-            Ok(())
-        };
+        let mut add =
+            |name: String, shape: &[usize], center: f32, scale: f32| -> anyhow::Result<()> {
+                let count: usize = shape.iter().product();
+                // A uniform draw on [-a, a] has standard deviation a / sqrt(3).
+                let half_width = scale * 3.0_f32.sqrt();
+                let values: Vec<f32> = (0..count)
+                    .map(|_| center + rng.random_range(-half_width..=half_width))
+                    .collect();
+                tensors.insert(name, Tensor::from_vec(values, shape, &Device::Cpu)?);
+                Ok(())
+            };
 
-        add("model.embed_tokens.weight".into(), &[self.vocab_size, hidden], 0.0, std)?;
+        add(
+            "model.embed_tokens.weight".into(),
+            &[self.vocab_size, hidden],
+            0.0,
+            std,
+        )?;
         for layer in 0..self.num_hidden_layers {
             let p = format!("model.layers.{layer}");
             add(format!("{p}.input_layernorm.weight"), &[hidden], 1.0, 0.1)?;
-            add(format!("{p}.post_attention_layernorm.weight"), &[hidden], 1.0, 0.1)?;
-            add(format!("{p}.self_attn.q_proj.weight"), &[q_dim, hidden], 0.0, std)?;
-            add(format!("{p}.self_attn.k_proj.weight"), &[kv_dim, hidden], 0.0, std)?;
-            add(format!("{p}.self_attn.v_proj.weight"), &[kv_dim, hidden], 0.0, std)?;
-            add(format!("{p}.self_attn.o_proj.weight"), &[hidden, q_dim], 0.0, std)?;
+            add(
+                format!("{p}.post_attention_layernorm.weight"),
+                &[hidden],
+                1.0,
+                0.1,
+            )?;
+            add(
+                format!("{p}.self_attn.q_proj.weight"),
+                &[q_dim, hidden],
+                0.0,
+                std,
+            )?;
+            add(
+                format!("{p}.self_attn.k_proj.weight"),
+                &[kv_dim, hidden],
+                0.0,
+                std,
+            )?;
+            add(
+                format!("{p}.self_attn.v_proj.weight"),
+                &[kv_dim, hidden],
+                0.0,
+                std,
+            )?;
+            add(
+                format!("{p}.self_attn.o_proj.weight"),
+                &[hidden, q_dim],
+                0.0,
+                std,
+            )?;
             if self.architecture == Architecture::Qwen2 {
                 add(format!("{p}.self_attn.q_proj.bias"), &[q_dim], 0.0, std)?;
                 add(format!("{p}.self_attn.k_proj.bias"), &[kv_dim], 0.0, std)?;
                 add(format!("{p}.self_attn.v_proj.bias"), &[kv_dim], 0.0, std)?;
             }
-            add(format!("{p}.mlp.gate_proj.weight"), &[inter, hidden], 0.0, std)?;
-            add(format!("{p}.mlp.up_proj.weight"), &[inter, hidden], 0.0, std)?;
-            add(format!("{p}.mlp.down_proj.weight"), &[hidden, inter], 0.0, std)?;
+            add(
+                format!("{p}.mlp.gate_proj.weight"),
+                &[inter, hidden],
+                0.0,
+                std,
+            )?;
+            add(
+                format!("{p}.mlp.up_proj.weight"),
+                &[inter, hidden],
+                0.0,
+                std,
+            )?;
+            add(
+                format!("{p}.mlp.down_proj.weight"),
+                &[hidden, inter],
+                0.0,
+                std,
+            )?;
         }
         add("model.norm.weight".into(), &[hidden], 1.0, 0.1)?;
         if !self.tie_word_embeddings {
-            add("lm_head.weight".into(), &[self.vocab_size, hidden], 0.0, std)?;
+            add(
+                "lm_head.weight".into(),
+                &[self.vocab_size, hidden],
+                0.0,
+                std,
+            )?;
         }
         Ok(tensors)
     }
@@ -223,7 +282,10 @@ impl RandomModel {
             candle_core::safetensors::save(tensors, dir.join(file))?;
         }
         let index = json!({"metadata": {}, "weight_map": weight_map});
-        std::fs::write(dir.join("model.safetensors.index.json"), serde_json::to_string_pretty(&index)?)
-            .context("writing model.safetensors.index.json")
+        std::fs::write(
+            dir.join("model.safetensors.index.json"),
+            serde_json::to_string_pretty(&index)?,
+        )
+        .context("writing model.safetensors.index.json")
     }
 }

@@ -16,7 +16,9 @@ use super::error::{ModelError, Result};
 pub enum RopeScaling {
     Default,
     /// Positions divided by `factor` (inverse frequencies divided by it).
-    Linear { factor: f32 },
+    Linear {
+        factor: f32,
+    },
     /// Llama 3.1's scaling: low frequencies divided by `factor`, high ones
     /// kept, and a smooth blend in between.
     Llama3 {
@@ -45,15 +47,18 @@ impl RopeScaling {
             .and_then(Value::as_str)
             .unwrap_or("default");
         let number = |key: &str| -> Result<f32> {
-            map.get(key).and_then(Value::as_f64).map(|v| v as f32).ok_or_else(|| {
-                ModelError::InvalidConfig {
+            map.get(key)
+                .and_then(Value::as_f64)
+                .map(|v| v as f32)
+                .ok_or_else(|| ModelError::InvalidConfig {
                     message: format!("rope_scaling of type {rope_type:?} needs a number {key}"),
-                }
-            })
+                })
         };
         match rope_type {
             "default" => Ok(Self::Default),
-            "linear" => Ok(Self::Linear { factor: number("factor")? }),
+            "linear" => Ok(Self::Linear {
+                factor: number("factor")?,
+            }),
             "llama3" => Ok(Self::Llama3 {
                 factor: number("factor")?,
                 low_freq_factor: number("low_freq_factor")?,
@@ -96,11 +101,15 @@ impl RotaryEmbedding {
                     .iter()
                     .map(|&inv_freq| {
                         let wavelen = 2.0 * std::f32::consts::PI / inv_freq;
-                        let scaled = if wavelen > low_freq_wavelen { inv_freq / factor } else { inv_freq };
-                        let medium = !(wavelen < high_freq_wavelen) && !(wavelen > low_freq_wavelen);
+                        let scaled = if wavelen > low_freq_wavelen {
+                            inv_freq / factor
+                        } else {
+                            inv_freq
+                        };
+                        let medium = wavelen >= high_freq_wavelen && wavelen <= low_freq_wavelen;
                         if medium {
-                            let smooth =
-                                (old_context / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                            let smooth = (old_context / wavelen - low_freq_factor)
+                                / (high_freq_factor - low_freq_factor);
                             (1.0 - smooth) * scaled / factor + smooth * scaled
                         } else {
                             scaled
@@ -133,7 +142,10 @@ impl RotaryEmbedding {
         let mut sin = Vec::with_capacity(batch * seq_len * half);
         for row in positions {
             if row.len() != seq_len {
-                candle_core::bail!("position rows differ in length: {} and {seq_len}", row.len());
+                candle_core::bail!(
+                    "position rows differ in length: {} and {seq_len}",
+                    row.len()
+                );
             }
             for &position in row {
                 for &inv_freq in &self.inv_freq {
@@ -181,10 +193,17 @@ mod tests {
             if wavelen < old_context / 4.0 {
                 assert_eq!(scaled, default, "high frequencies are kept");
             } else if wavelen > old_context {
-                assert_eq!(*scaled, default / 8.0, "low frequencies are divided by factor");
+                assert_eq!(
+                    *scaled,
+                    default / 8.0,
+                    "low frequencies are divided by factor"
+                );
             } else {
                 assert!(scaled < default, "medium frequencies shrink");
-                assert!(*scaled > default / 8.0, "medium frequencies shrink less than low ones");
+                assert!(
+                    *scaled > default / 8.0,
+                    "medium frequencies shrink less than low ones"
+                );
             }
         }
     }
@@ -192,7 +211,10 @@ mod tests {
     #[test]
     fn scaling_type_read_from_old_type_key() {
         let value = serde_json::json!({"type": "linear", "factor": 2.0});
-        assert_eq!(RopeScaling::from_json(&value).unwrap(), RopeScaling::Linear { factor: 2.0 });
+        assert_eq!(
+            RopeScaling::from_json(&value).unwrap(),
+            RopeScaling::Linear { factor: 2.0 }
+        );
     }
 
     #[test]
@@ -206,7 +228,9 @@ mod tests {
     #[test]
     fn tables_hold_one_row_per_batch_row() {
         let rope = RotaryEmbedding::new(4, 10_000.0, &RopeScaling::Default);
-        let (cos, sin) = rope.tables(&[vec![0, 1], vec![1, 2]], DType::F32, &Device::Cpu).unwrap();
+        let (cos, sin) = rope
+            .tables(&[vec![0, 1], vec![1, 2]], DType::F32, &Device::Cpu)
+            .unwrap();
         assert_eq!(cos.dims(), &[2, 2, 2]);
         let cos = cos.to_vec3::<f32>().unwrap();
         let sin = sin.to_vec3::<f32>().unwrap();

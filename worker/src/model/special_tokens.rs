@@ -87,7 +87,11 @@ impl SpecialTokens {
     /// from `generation_config.json` first, then `config.json`, then the
     /// token text in `tokenizer_config.json`. The pad id falls back to the
     /// first EOS id, then 0.
-    pub fn resolve(files: &ModelFiles, config: &ModelConfig, tokenizer: &Tokenizer) -> Result<Self> {
+    pub fn resolve(
+        files: &ModelFiles,
+        config: &ModelConfig,
+        tokenizer: &Tokenizer,
+    ) -> Result<Self> {
         let tokenizer_config: TokenizerConfig = match &files.tokenizer_config {
             Some(path) => read_json(path)?,
             None => TokenizerConfig::default(),
@@ -97,7 +101,9 @@ impl SpecialTokens {
             None => GenerationConfig::default(),
         };
         let text_id = |field: &Option<TokenField>| {
-            field.as_ref().and_then(|token| tokenizer.token_to_id(token.content()))
+            field
+                .as_ref()
+                .and_then(|token| tokenizer.token_to_id(token.content()))
         };
 
         let bos_token_id = generation
@@ -126,16 +132,25 @@ impl SpecialTokens {
             (Some(path), _) => Some(read_text(path)?),
             (None, Some(ChatTemplateField::One(template))) => Some(template),
             (None, Some(ChatTemplateField::Named(templates))) => {
-                let default = templates.iter().position(|t| t.name == "default").unwrap_or(0);
+                let default = templates
+                    .iter()
+                    .position(|t| t.name == "default")
+                    .unwrap_or(0);
                 templates.into_iter().nth(default).map(|t| t.template)
             }
             (None, None) => None,
         };
 
-        for (name, id) in [("bos_token_id", bos_token_id), ("pad_token_id", Some(pad_token_id))] {
+        for (name, id) in [
+            ("bos_token_id", bos_token_id),
+            ("pad_token_id", Some(pad_token_id)),
+        ] {
             if let Some(id) = id.filter(|id| *id as usize >= config.vocab_size) {
                 return Err(ModelError::InvalidConfig {
-                    message: format!("{name} {id} is outside the vocabulary of {}", config.vocab_size),
+                    message: format!(
+                        "{name} {id} is outside the vocabulary of {}",
+                        config.vocab_size
+                    ),
                 });
             }
         }

@@ -14,7 +14,10 @@ use tempfile::TempDir;
 /// Returns a tiny random Llama model whose vocabulary includes two
 /// decision labels.
 pub fn tiny_llama() -> RandomModel {
-    RandomModel { words: vec!["GRANT".into(), "REFUSE".into()], ..RandomModel::tiny(Architecture::Llama) }
+    RandomModel {
+        words: vec!["GRANT".into(), "REFUSE".into()],
+        ..RandomModel::tiny(Architecture::Llama)
+    }
 }
 
 /// Writes `spec` into a new temporary folder.
@@ -27,9 +30,15 @@ pub fn write(spec: &RandomModel) -> TempDir {
 /// Makes a quarter of the vocabulary end generation, so samples of one
 /// batch stop at different steps.
 pub fn write_frequent_eos(dir: &TempDir, vocab_size: u32) {
-    let eos: Vec<u32> = std::iter::once(2).chain(vocab_size * 3 / 4..vocab_size).collect();
+    let eos: Vec<u32> = std::iter::once(2)
+        .chain(vocab_size * 3 / 4..vocab_size)
+        .collect();
     let config = serde_json::json!({ "eos_token_id": eos });
-    std::fs::write(dir.path().join("generation_config.json"), config.to_string()).unwrap();
+    std::fs::write(
+        dir.path().join("generation_config.json"),
+        config.to_string(),
+    )
+    .unwrap();
 }
 
 pub fn load(dir: &TempDir) -> Engine {
@@ -39,7 +48,11 @@ pub fn load(dir: &TempDir) -> Engine {
 pub fn greedy(max_new_tokens: usize) -> GenerationSettings {
     GenerationSettings {
         max_new_tokens,
-        sampling: SamplingParams { temperature: 0.0, top_p: None, top_k: None },
+        sampling: SamplingParams {
+            temperature: 0.0,
+            top_p: None,
+            top_k: None,
+        },
         stop_strings: Vec::new(),
         decision: None,
     }
@@ -47,7 +60,11 @@ pub fn greedy(max_new_tokens: usize) -> GenerationSettings {
 
 pub fn sampled(max_new_tokens: usize) -> GenerationSettings {
     GenerationSettings {
-        sampling: SamplingParams { temperature: 1.0, top_p: Some(0.95), top_k: Some(40) },
+        sampling: SamplingParams {
+            temperature: 1.0,
+            top_p: Some(0.95),
+            top_k: Some(40),
+        },
         ..greedy(max_new_tokens)
     }
 }
@@ -68,7 +85,9 @@ pub fn requests(lengths: &[usize], vocab_size: u32) -> Vec<GenerationRequest> {
         .iter()
         .enumerate()
         .map(|(index, &len)| GenerationRequest {
-            prompt_ids: (0..len).map(|i| 4 + ((i * 7 + index * 13) as u32 % (vocab_size / 2))).collect(),
+            prompt_ids: (0..len)
+                .map(|i| 4 + ((i * 7 + index * 13) as u32 % (vocab_size / 2)))
+                .collect(),
             seed: 100 + index as u64,
             capture: true,
         })
