@@ -3,7 +3,11 @@
 //! generated tokens to prompt tokens.
 
 pub mod capture;
+pub mod engine;
 pub mod generate;
 pub mod model;
+pub mod probe;
 pub mod prompt;
 pub mod testmodel;
+
+pub use engine::Engine;
