@@ -8,6 +8,7 @@ pub mod generate;
 pub mod model;
 pub mod probe;
 pub mod prompt;
+pub mod shard;
 pub mod testmodel;
 
 pub use engine::Engine;

@@ -2,3 +2,5 @@
 
 pub mod export;
 pub mod plan;
+pub mod run;
+pub mod run_summary;
