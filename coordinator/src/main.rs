@@ -23,6 +23,10 @@ struct Cli {
 enum Command {
     /// Build the sample plan of a study and print its summary.
     Plan(commands::plan::PlanArgs),
+    /// Run a study on this machine: plan it, run every pending shard with
+    /// in-process workers, and commit each shard's tables to the store.
+    /// Rerun the same command to resume.
+    Run(commands::run::RunArgs),
     /// Write one table of a study, from its committed shards, as CSV or JSON lines.
     Export(commands::export::ExportArgs),
 }
@@ -38,6 +42,7 @@ fn main() -> ExitCode {
 
     let result = match Cli::parse().command {
         Command::Plan(args) => commands::plan::run(args),
+        Command::Run(args) => block_on(commands::run::run(args)),
         Command::Export(args) => block_on(commands::export::run(args)),
     };
 

@@ -35,6 +35,7 @@ mod error;
 mod keys;
 mod manifest;
 mod open;
+mod shard_commit;
 mod write;
 
 pub use commit::{
@@ -51,4 +52,9 @@ pub use manifest::{
     write_or_check_manifest,
 };
 pub use open::{Store, StoreOptions};
-pub use write::{TableWritten, UPLOAD_PART_BYTES, write_shard, write_table};
+pub use shard_commit::{
+    AttemptToken, CLAIMS_FOLDER, CommitOutcome, STAGING_FOLDER, ShardClaim, StagedShard, claim_key,
+    claim_shard, claimed_shard_keys, finish_claimed, read_claim, shard_staging_folder, stage_shard,
+    staged_table_key,
+};
+pub use write::{TableWritten, UPLOAD_PART_BYTES, write_shard, write_table, write_table_at};
