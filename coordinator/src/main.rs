@@ -29,6 +29,12 @@ enum Command {
     Run(commands::run::RunArgs),
     /// Write one table of a study, from its committed shards, as CSV or JSON lines.
     Export(commands::export::ExportArgs),
+    /// Queue every shard of a study that is neither committed nor queued,
+    /// for workers on other machines (`gaze-worker serve`).
+    Submit(commands::submit::SubmitArgs),
+    /// Show a study's progress: shards committed, queued, in flight and
+    /// dead-lettered, the rate, the ETA and the workers.
+    Status(commands::status::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +50,8 @@ fn main() -> ExitCode {
         Command::Plan(args) => commands::plan::run(args),
         Command::Run(args) => block_on(commands::run::run(args)),
         Command::Export(args) => block_on(commands::export::run(args)),
+        Command::Submit(args) => block_on(commands::submit::run(args)),
+        Command::Status(args) => block_on(commands::status::run(args)),
     };
 
     // Print the error and its causes on one line each, without a backtrace:

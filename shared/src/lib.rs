@@ -8,5 +8,6 @@ pub mod layout;
 pub mod plan;
 pub mod queue;
 pub mod store;
+pub mod study;
 pub mod tables;
 pub mod vignettes;

@@ -469,7 +469,7 @@ fn host_name() -> String {
 }
 
 /// Formats `time` as `YYYY-MM-DDTHH:MM:SSZ` in UTC.
-fn utc_timestamp(time: SystemTime) -> String {
+pub(crate) fn utc_timestamp(time: SystemTime) -> String {
     let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (days, rest) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(days as i64);

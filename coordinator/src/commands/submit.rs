@@ -7,12 +7,20 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use anyhow::{Context, bail};
-use gaze_shared::queue::{Job, JobQueue, StudyId};
+use gaze_shared::config::{QueueLocation, StudyConfig};
+use gaze_shared::queue::{
+    Job, JobQueue, LeaseSettings, RedisOptions, RedisQueue, StudyId, redact_url,
+};
+use gaze_shared::store::{Store, write_or_check_manifest};
 use serde::Serialize;
 use tracing::info;
+
+use super::study::{LoadedStudy, planned_models, read_committed};
+use crate::args::OverrideArgs;
 
 /// One shard of the sample plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,5 +228,74 @@ impl SubmitSummary {
         writeln!(out, "Study {}: shards per model", self.study).unwrap();
         out.push_str(&super::table::render(&table));
         out
+    }
+}
+
+/// Arguments of `gaze submit`.
+#[derive(Debug, clap::Args)]
+pub struct SubmitArgs {
+    /// The study config (TOML).
+    pub config: PathBuf,
+
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
+
+    /// Print the summary as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `gaze submit`: writes the study's manifest to the store, or checks
+/// it against the stored one, then queues every planned shard that is
+/// neither committed nor queued. Redis must never evict keys
+/// (`maxmemory-policy noeviction`), or the command fails before queueing.
+pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
+    let study = LoadedStudy::load(&args.config, &args.overrides.overrides())?;
+    let redis_url = redis_url(&study.config)?;
+    let store = Store::open(&study.config.store_url())?;
+
+    let manifest = study.manifest(SystemTime::now())?;
+    let status = write_or_check_manifest(&store, &manifest)
+        .await
+        .with_context(|| {
+            format!(
+                "recording study {} in the store {}",
+                manifest.study, store.url
+            )
+        })?;
+    info!(study = %manifest.study, fingerprint = %manifest.fingerprint, ?status, "manifest in place");
+
+    let committed = read_committed(&store, &study.store_id()?, false).await?;
+    let queue_id = study.queue_id();
+    let queue = RedisQueue::connect(
+        &redis_url,
+        queue_id.clone(),
+        LeaseSettings::default(),
+        &RedisOptions::default(),
+    )
+    .await
+    .context("opening the shard queue")?;
+    let plan = planned_models(&study.config, &study.limited_plan());
+    let summary = submit(&queue, &queue_id, &plan, &committed).await?;
+
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", summary.render());
+    }
+    Ok(())
+}
+
+/// Returns the Redis URL of the config's queue, which distributed commands
+/// need.
+pub fn redis_url(config: &StudyConfig) -> anyhow::Result<String> {
+    match config.queue.location() {
+        Ok(QueueLocation::Redis(url)) => Ok(url),
+        _ => bail!(
+            "study {} has no Redis queue (queue.url is {:?}): pass --redis redis://HOST:PORT or \
+             set GAZE_REDIS",
+            config.study.name,
+            redact_url(&config.queue.url)
+        ),
     }
 }

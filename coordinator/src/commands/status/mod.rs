@@ -10,8 +10,10 @@ use serde::Serialize;
 
 use super::submit::{CommittedShard, PlannedModel, committed_by_model};
 
+mod command;
 mod render;
 
+pub use command::{StatusArgs, run};
 pub use render::{render_json, render_table};
 
 /// The version of the JSON form, written as its `format` field. Renaming or
