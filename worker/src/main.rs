@@ -1,6 +1,9 @@
 //! `gaze-worker`: the worker's command line. Subcommands parse their
 //! options here and call into the library.
 
+mod cli;
+
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -28,6 +31,8 @@ enum Command {
     /// Run one prompt and print its tokens and the attention of the first
     /// generated tokens.
     Probe(ProbeArgs),
+    /// Take shards of one model from the Redis queue until stopped.
+    Serve(cli::serve::ServeArgs),
     /// Write the tiny test checkpoint (config, tokenizer, weights) into DIR.
     MakeTestModel {
         /// Folder to write; created if missing, existing model files replaced.
@@ -96,10 +101,12 @@ fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 
     let result = match Cli::parse().command {
         Command::Probe(args) => run_probe(args),
+        Command::Serve(args) => cli::serve::run(args),
         Command::MakeTestModel { dir } => gaze_worker::testmodel::write_test_model(&dir)
             .with_context(|| format!("cannot write the test model to {}", dir.display())),
     };

@@ -42,6 +42,7 @@ mod heartbeat_clock;
 pub mod metrics;
 mod runner;
 mod shutdown;
+mod study_runner;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,6 +58,7 @@ use heartbeat_clock::{ClockedQueue, HeartbeatClock};
 use metrics::WorkerMetrics;
 pub use runner::{AttemptInfo, BoxError, CommitStatus, ShardError, ShardOutcome, ShardRunner};
 pub use shutdown::{REPEAT_WINDOW, ShutdownSignal, ShutdownStage, ShutdownTrigger};
+pub use study_runner::StudyShardRunner;
 
 /// How many non-transient claim errors in a row make [`serve`] give up.
 /// Transient errors (Redis unreachable) are retried for as long as they

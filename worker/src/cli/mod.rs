@@ -1,0 +1,3 @@
+//! Subcommands of `gaze-worker` that have a file of their own.
+
+pub mod serve;
