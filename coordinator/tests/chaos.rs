@@ -309,9 +309,19 @@ fn bad_messages_are_dead_lettered() {
     let status = study.status(&services);
     let letters = status["models"][0]["dead_letters"].as_array().unwrap();
     assert_eq!(letters.len(), 3, "dead letters: {letters:?}");
-    for letter in letters {
-        let reason = letter["reason"].as_str().unwrap();
-        assert!(!reason.is_empty(), "every dead letter has a reason");
-    }
+    let reason_of = |shard: u32| {
+        letters
+            .iter()
+            .find(|letter| letter["shard_id"] == shard)
+            .and_then(|letter| letter["reason"].as_str())
+            .unwrap_or_else(|| panic!("no dead letter for shard {shard}: {letters:?}"))
+    };
+    assert!(reason_of(90).contains("malformed"), "{}", reason_of(90));
+    assert!(reason_of(91).contains("another-study"), "{}", reason_of(91));
+    assert!(
+        reason_of(92).contains("fingerprint 0000"),
+        "{}",
+        reason_of(92)
+    );
     study.assert_each_sample_once(&services, &all_shards());
 }
