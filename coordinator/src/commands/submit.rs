@@ -253,6 +253,17 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
     let study = LoadedStudy::load(&args.config, &args.overrides.overrides())?;
     let redis_url = redis_url(&study.config)?;
     let store = Store::open(&study.config.store_url())?;
+    // Connect first: a Redis that may evict keys fails before the store
+    // records anything.
+    let queue_id = study.queue_id();
+    let queue = RedisQueue::connect(
+        &redis_url,
+        queue_id.clone(),
+        LeaseSettings::default(),
+        &RedisOptions::default(),
+    )
+    .await
+    .context("opening the shard queue")?;
 
     let manifest = study.manifest(SystemTime::now())?;
     let status = write_or_check_manifest(&store, &manifest)
@@ -266,15 +277,6 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<()> {
     info!(study = %manifest.study, fingerprint = %manifest.fingerprint, ?status, "manifest in place");
 
     let committed = read_committed(&store, &study.store_id()?, false).await?;
-    let queue_id = study.queue_id();
-    let queue = RedisQueue::connect(
-        &redis_url,
-        queue_id.clone(),
-        LeaseSettings::default(),
-        &RedisOptions::default(),
-    )
-    .await
-    .context("opening the shard queue")?;
     let plan = planned_models(&study.config, &study.limited_plan());
     let summary = submit(&queue, &queue_id, &plan, &committed).await?;
 
