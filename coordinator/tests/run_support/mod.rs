@@ -261,3 +261,19 @@ pub fn rows_per_sample(batches: &[RecordBatch]) -> BTreeMap<i64, usize> {
 pub fn no_nulls(array: &dyn Array) -> bool {
     array.null_count() == 0
 }
+
+/// Returns the value of `variable`, or `None` after printing why the test
+/// is skipped. With `GAZE_REQUIRE_SERVICES=1` a missing value fails the
+/// test instead, so that CI cannot skip it by accident.
+pub fn service_env(variable: &str, how_to_set: &str) -> Option<String> {
+    match std::env::var(variable) {
+        Ok(value) if !value.is_empty() => Some(value),
+        _ if std::env::var("GAZE_REQUIRE_SERVICES").as_deref() == Ok("1") => {
+            panic!("{variable} is not set, and GAZE_REQUIRE_SERVICES=1 requires it: {how_to_set}")
+        }
+        _ => {
+            eprintln!("SKIPPED: {variable} is not set ({how_to_set})");
+            None
+        }
+    }
+}
