@@ -674,6 +674,46 @@ def write_golden(model_dir: Path, golden: dict) -> None:
     print(f"{path}: {path.stat().st_size // 1024} KiB, {len(golden['cases'])} cases")
 
 
+def legacy_metaspace(llama2_dir: Path) -> None:
+    """Record tokens of the Llama 2 tokenizer in its older tokenizer.json form.
+
+    Many published Llama 2 and Mistral files express the `▁` handling as a
+    normalizer (prepend `▁`, replace spaces) with no pre-tokenizer. The
+    vocabulary and merges are the Llama 2 golden's, so only offsets differ.
+    Tokenizer only: there is no model in this folder.
+    """
+    out = GOLDEN / "llama2-legacy"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+
+    spec = json.loads((llama2_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    spec["normalizer"] = {
+        "type": "Sequence",
+        "normalizers": [
+            {"type": "Prepend", "prepend": "▁"},
+            {"type": "Replace", "pattern": {"String": " "}, "content": "▁"},
+        ],
+    }
+    spec["pre_tokenizer"] = None
+    Tokenizer.from_str(json.dumps(spec)).save(str(out / "tokenizer.json"))
+    shutil.copy(llama2_dir / "tokenizer_config.json", out / "tokenizer_config.json")
+
+    hf = AutoTokenizer.from_pretrained(out)
+    lib = Tokenizer.from_file(str(out / "tokenizer.json"))
+    cases = [{"name": name, **record_tokens(hf, lib, text, add_special_tokens=True)} for name, text in RAW_PROMPTS.items()]
+    golden = {
+        "model": "llama2-legacy",
+        "generator": "tests/reference/make_golden.py",
+        "files_sha256": sha256_files(out),
+        "bos_token_id": hf.bos_token_id,
+        "cases": cases,
+    }
+    path = out / "golden.json"
+    path.write_text(json.dumps(golden, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
+    print(f"{path}: {path.stat().st_size // 1024} KiB, {len(cases)} cases")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=sorted(SPECS), help="build only this model")
@@ -691,6 +731,8 @@ def main() -> None:
             continue
         out = build(name, spec)
         write_golden(out, record(name, out))
+        if name == "llama2":
+            legacy_metaspace(out)
 
     if args.test_model:
         out = GOLDEN / "test-model"

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use gaze_shared::layout::{CharSpan, FieldSpan, PromptLayout, Region};
-use gaze_worker::prompt::{ChatTemplate, Date, PromptError, PromptParts, RenderedPrompt, render};
+use gaze_worker::prompt::{
+    ChatTemplate, Date, PromptError, PromptParts, RenderedPrompt, render, whole_message_layout,
+};
 use gaze_worker::testmodel::CHAT_TEMPLATE;
 
 const LLAMA3_HEADER: &str = "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n";
@@ -162,6 +164,30 @@ fn trimmed_content_shrinks_its_regions() {
         (Region::InstructionSuffix, "\nAnswer.".to_string())
     );
     assert_eq!(fields, vec![("name".to_string(), "José".to_string())]);
+}
+
+#[test]
+fn trimmed_leading_whitespace_at_text_start() {
+    // The message starts the rendered text, so the trimmed newlines would
+    // sit before offset 0.
+    let template = jinja("{{ messages[0].content | trim }}");
+    let layout = PromptLayout {
+        regions: vec![
+            (Region::InstructionPrefix, CharSpan::new(0, 8)),
+            (Region::Vignette, CharSpan::new(8, 12)),
+        ],
+        fields: vec![],
+    };
+    let prompt = render_with(&template, None, "\n\nCase: Zoë.", &layout);
+    let (regions, _) = slices(&prompt);
+    assert_eq!(
+        regions,
+        vec![
+            (Region::InstructionPrefix, "Case: ".to_string()),
+            (Region::Vignette, "Zoë.".to_string()),
+            (Region::AssistantPrefix, "DECISION:".to_string()),
+        ]
+    );
 }
 
 #[test]
@@ -343,6 +369,18 @@ fn model_dir_prefers_chat_template_jinja() {
 }
 
 #[test]
+fn model_dir_with_date_pins_strftime_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = serde_json::json!({
+        "chat_template": "{{ strftime_now('%d %b %Y') }}|{{ messages[0].content }}"
+    });
+    std::fs::write(dir.path().join("tokenizer_config.json"), config.to_string()).unwrap();
+    let template = ChatTemplate::from_model_dir_with_date(dir.path(), date()).unwrap();
+    let prompt = render_with(&template, None, "x", &PromptLayout::default());
+    assert_eq!(prompt.text, "26 Jul 2024|xDECISION:");
+}
+
+#[test]
 fn model_dir_picks_default_named_template() {
     let dir = tempfile::tempdir().unwrap();
     let config = serde_json::json!({
@@ -431,4 +469,13 @@ fn invalid_user_layouts_are_rejected() {
             "{region:?}: {err}"
         );
     }
+}
+
+#[test]
+fn whole_message_layout_marks_user_text() {
+    let user = "Is Zoë eligible?";
+    let layout = whole_message_layout(user);
+    let prompt = render_with(&jinja(CHAT_TEMPLATE), Some("Be fair."), user, &layout);
+    let (regions, _) = slices(&prompt);
+    assert_eq!(regions[1], (Region::Vignette, user.to_string()));
 }

@@ -5,7 +5,10 @@
 
 mod common;
 
-use common::{GOLDEN_MODELS, case, golden, golden_dir, golden_tokenizer, ids, pairs, strings};
+use common::{
+    GOLDEN_MODELS, GOLDEN_TOKENIZERS, case, golden, golden_dir, golden_tokenizer, ids, pairs,
+    strings,
+};
 use gaze_shared::layout::{CharSpan, FieldSpan, PromptLayout, Region};
 use gaze_worker::prompt::{
     ByteToChar, ChatTemplate, PromptParts, PromptTokens, bos_token_id, render, tokenize_raw,
@@ -25,7 +28,7 @@ fn region_named(name: &str) -> Region {
 /// Tokenizes each raw case of each golden model; returns it with its record and `tokenize_raw` result.
 fn raw_cases() -> Vec<(String, Value, PromptTokens)> {
     let mut cases = Vec::new();
-    for model in GOLDEN_MODELS {
+    for model in GOLDEN_TOKENIZERS {
         let golden = golden(model);
         let tokenizer = golden_tokenizer(model);
         for name in RAW_CASES {
@@ -57,7 +60,7 @@ fn raw_char_offsets_match_transformers() {
 
 #[test]
 fn byte_offsets_convert_to_python_char_offsets() {
-    for model in GOLDEN_MODELS {
+    for model in GOLDEN_TOKENIZERS {
         let golden = golden(model);
         for case in golden["cases"].as_array().unwrap() {
             let table = ByteToChar::new(case["text"].as_str().unwrap());
@@ -78,7 +81,7 @@ fn byte_offsets_convert_to_python_char_offsets() {
 
 #[test]
 fn token_text_is_the_python_slice() {
-    for model in GOLDEN_MODELS {
+    for model in GOLDEN_TOKENIZERS {
         let golden = golden(model);
         let tokenizer = golden_tokenizer(model);
         let case = case(&golden, "names");
@@ -91,7 +94,7 @@ fn token_text_is_the_python_slice() {
 
 #[test]
 fn non_special_tokens_have_non_empty_spans() {
-    for model in GOLDEN_MODELS {
+    for model in GOLDEN_TOKENIZERS {
         let golden = golden(model);
         let tokenizer = golden_tokenizer(model);
         for case in golden["cases"].as_array().unwrap() {
@@ -127,7 +130,7 @@ fn multibyte_name_pieces_cover_whole_characters() {
 
 #[test]
 fn bos_token_id_matches_tokenizer_config() {
-    for model in GOLDEN_MODELS {
+    for model in GOLDEN_TOKENIZERS {
         let golden = golden(model);
         let expected = golden["bos_token_id"].as_u64().map(|id| id as u32);
         assert_eq!(bos_token_id(&golden_tokenizer(model)), expected, "{model}");
@@ -327,4 +330,41 @@ fn template_special_tokens_are_special() {
         eot.iter()
             .all(|t| t.special && t.region == Region::ChatTemplate && t.word.is_none())
     );
+}
+
+#[test]
+fn trimmed_offsets_still_give_whitespace_spans() {
+    // GPT-2 style tokenizers trim whitespace from offsets, which leaves a
+    // token of only spaces with an empty span. Each such token must get the
+    // whitespace it stands for.
+    let mut spec: Value =
+        serde_json::from_slice(&std::fs::read(golden_dir("qwen2").join("tokenizer.json")).unwrap())
+            .unwrap();
+    spec["post_processor"]["trim_offsets"] = Value::Bool(true);
+    let tokenizer: tokenizers::Tokenizer = spec.to_string().parse().unwrap();
+
+    let text = "  Two  leading spaces, x \n and 34 ";
+    let trimmed = tokenizer.encode(text, true).unwrap();
+    assert!(
+        trimmed.get_offsets().iter().any(|(s, e)| s == e),
+        "the tokenizer trims offsets"
+    );
+
+    let tokens = tokenize_raw(&tokenizer, text).unwrap();
+    let chars: Vec<char> = text.chars().collect();
+    for token in &tokens.tokens {
+        assert!(token.start < token.end, "{token:?}");
+    }
+    let spaces: Vec<_> = tokens
+        .tokens
+        .iter()
+        .filter(|t| t.token.chars().all(|c| c == 'Ġ'))
+        .collect();
+    assert!(spaces.len() >= 4, "{spaces:?}");
+    for token in spaces {
+        assert!(
+            chars[token.start..token.end].iter().all(|c| *c == ' '),
+            "{token:?}"
+        );
+    }
 }

@@ -189,3 +189,35 @@ fn chat_template_renders_one_bos_prompt() {
     let tokens = tokenize_rendered(&tokenizer, Some(0), &prompt).unwrap();
     assert_eq!(tokens.ids.iter().filter(|&&id| id == 0).count(), 1);
 }
+
+#[test]
+fn reference_outputs_are_not_degenerate() {
+    // transformers' greedy tokens and attention for the test model (see
+    // tests/golden/test-model): the tokens vary and attention is peaked,
+    // so the model can tell a correct engine from a wrong one.
+    let golden = common::golden("test-model");
+    for case in golden["cases"].as_array().unwrap() {
+        let generated = common::ids(&case["generated_ids"]);
+        let distinct: std::collections::HashSet<_> = generated.iter().collect();
+        assert!(distinct.len() >= 4, "{}: {generated:?}", case["name"]);
+
+        let prefill = case["attentions"][0].as_array().unwrap();
+        for (layer, heads) in prefill.iter().enumerate() {
+            for (head, row) in heads.as_array().unwrap().iter().enumerate() {
+                let row: Vec<f64> = row
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap())
+                    .collect();
+                let max = row.iter().cloned().fold(0.0, f64::max);
+                let uniform = 1.0 / row.len() as f64;
+                assert!(
+                    max > 3.0 * uniform,
+                    "{} layer {layer} head {head}: max {max}",
+                    case["name"]
+                );
+            }
+        }
+    }
+}

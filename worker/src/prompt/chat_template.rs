@@ -53,12 +53,22 @@ pub struct PromptParts<'a> {
 }
 
 impl ChatTemplate {
+    /// Loads the chat template of a Hugging Face model folder, with today's
+    /// UTC date for `strftime_now` (as transformers uses the current date).
+    ///
+    /// NOTE: templates that call `strftime_now` (Llama 3.1 and later) then
+    /// render a different prompt on another day; a study should pin its date
+    /// with [`ChatTemplate::from_model_dir_with_date`].
+    pub fn from_model_dir(dir: &Path) -> Result<Self, PromptError> {
+        Self::from_model_dir_with_date(dir, Date::today_utc())
+    }
+
     /// Loads the chat template of a Hugging Face model folder:
     /// `chat_template.jinja` if present, else `chat_template` in
     /// `tokenizer_config.json`, whose special tokens (`bos_token`,
-    /// `eos_token`, ...) become template variables. Today's UTC date serves
-    /// `strftime_now`.
-    pub fn from_model_dir(dir: &Path) -> Result<Self, PromptError> {
+    /// `eos_token`, ...) become template variables. `date` is the date that
+    /// `strftime_now` formats.
+    pub fn from_model_dir_with_date(dir: &Path, date: Date) -> Result<Self, PromptError> {
         let config_path = dir.join("tokenizer_config.json");
         let text = std::fs::read_to_string(&config_path).map_err(|source| PromptError::Read {
             path: config_path.clone(),
@@ -86,7 +96,7 @@ impl ChatTemplate {
             }
         };
 
-        Self::jinja(&source, special_tokens(&config), Date::today_utc())
+        Self::jinja(&source, special_tokens(&config), date)
     }
 
     /// Compiles a Jinja chat template as transformers renders it: trim_blocks
@@ -172,6 +182,16 @@ pub fn render(
     }
 }
 
+/// Returns the layout of a user message without template fields: the whole
+/// message is the `Vignette` region. For prompts that do not come from a
+/// vignette file, such as a probe of one system and user message.
+pub fn whole_message_layout(user: &str) -> PromptLayout {
+    let len = user.chars().count();
+    let mut layout = PromptLayout::default();
+    push_region(&mut layout, Region::Vignette, CharSpan::new(0, len));
+    layout
+}
+
 fn render_jinja(
     env: &Environment<'static>,
     special_tokens: &BTreeMap<String, String>,
@@ -226,12 +246,8 @@ fn render_jinja(
         if role == "system" {
             push_region(&mut layout, Region::System, CharSpan::new(start, end));
         } else {
-            place_user_layout(
-                &mut layout,
-                parts.user_layout,
-                start - found.leading_trimmed,
-                CharSpan::new(start, end),
-            );
+            let kept = CharSpan::new(found.leading_trimmed, found.leading_trimmed + end - start);
+            place_user_layout(&mut layout, parts.user_layout, kept, start);
         }
     }
     Ok(finish(rendered, layout, parts.assistant_prefix))
@@ -264,8 +280,8 @@ fn render_raw(template: &str, parts: &PromptParts<'_>) -> RenderedPrompt {
             }
             "{user}" => {
                 text.push_str(parts.user);
-                let span = CharSpan::new(start, start + parts.user.chars().count());
-                place_user_layout(&mut layout, parts.user_layout, start, span);
+                let kept = CharSpan::new(0, parts.user.chars().count());
+                place_user_layout(&mut layout, parts.user_layout, kept, start);
             }
             _ => {
                 text.push_str(parts.assistant_prefix);
@@ -311,19 +327,19 @@ fn push_region(layout: &mut PromptLayout, region: Region, span: CharSpan) {
     }
 }
 
-/// Adds the user message's regions and fields, shifted by `offset` (where
-/// the untrimmed message would start) and clipped to `kept`, the part of the
-/// message that is in the rendered text.
+/// Adds the user message's regions and fields for the part `kept` of the
+/// message (character offsets into the message) that the rendered text
+/// holds from character `at` on; the rest of each span is clipped away.
 fn place_user_layout(
     layout: &mut PromptLayout,
     user_layout: &PromptLayout,
-    offset: usize,
     kept: CharSpan,
+    at: usize,
 ) {
     let clip = |span: CharSpan| {
-        let shifted = span.shifted(offset);
-        let start = shifted.start.clamp(kept.start, kept.end);
-        CharSpan::new(start, shifted.end.clamp(start, kept.end))
+        let start = span.start.clamp(kept.start, kept.end);
+        let end = span.end.clamp(start, kept.end);
+        CharSpan::new(start - kept.start + at, end - kept.start + at)
     };
     for (region, span) in &user_layout.regions {
         push_region(layout, *region, clip(*span));

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use gaze_shared::layout::{CharSpan, PromptLayout, Region};
+use gaze_shared::layout::CharSpan;
 use unicode_segmentation::UnicodeSegmentation;
 
 /// The overlap measure of one text: counts of non-whitespace characters.
@@ -85,22 +85,6 @@ impl OverlapRule {
         }
         best
     }
-
-    /// Returns the region of a token span, [`Region::ChatTemplate`] when text
-    /// outside every region wins.
-    pub fn region_of(&self, token: CharSpan, layout: &PromptLayout) -> Region {
-        let spans: Vec<CharSpan> = layout.regions.iter().map(|(_, span)| *span).collect();
-        self.owner(token, &spans)
-            .map_or(Region::ChatTemplate, |i| layout.regions[i].0)
-    }
-
-    /// Returns the template field of a token span, `None` when text outside
-    /// every field occurrence wins.
-    pub fn field_of(&self, token: CharSpan, layout: &PromptLayout) -> Option<String> {
-        let spans: Vec<CharSpan> = layout.fields.iter().map(|f| f.span).collect();
-        self.owner(token, &spans)
-            .map(|i| layout.fields[i].field.clone())
-    }
 }
 
 /// Groups token spans into words and returns each token's word index.
@@ -124,9 +108,14 @@ pub fn assign_words(text: &str, spans: &[CharSpan], skip: &[bool]) -> Vec<Option
             assigned.push(None);
             continue;
         }
-        let word = rule.owner(*span, &words).map(|segment| {
+        // Words are sorted and disjoint, so only the run of words that
+        // overlap the token can own it; the gaps between them are the same
+        // as in the full list.
+        let first = words.partition_point(|w| w.end <= span.start);
+        let last = first + words[first..].partition_point(|w| w.start < span.end);
+        let word = rule.owner(*span, &words[first..last]).map(|i| {
             let next = index_of_segment.len();
-            *index_of_segment.entry(segment).or_insert(next)
+            *index_of_segment.entry(first + i).or_insert(next)
         });
         assigned.push(word);
     }

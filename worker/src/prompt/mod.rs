@@ -8,7 +8,7 @@ mod offsets;
 mod strftime;
 mod tokenize;
 
-pub use chat_template::{ChatTemplate, PromptParts, render};
+pub use chat_template::{ChatTemplate, PromptParts, render, whole_message_layout};
 pub use error::PromptError;
 pub use mapping::{OverlapRule, assign_words};
 pub use offsets::ByteToChar;

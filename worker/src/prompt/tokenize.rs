@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use gaze_shared::layout::{CharSpan, PromptLayout};
+use gaze_shared::layout::{CharSpan, PromptLayout, Region};
 use tokenizers::Tokenizer;
 
 use super::mapping::{OverlapRule, assign_words};
@@ -159,6 +159,8 @@ fn map_tokens(
     let special: Vec<bool> = tokens.iter().map(|t| t.special).collect();
     let words = assign_words(text, &spans, &special);
     let rule = OverlapRule::new(text);
+    let region_spans: Vec<CharSpan> = layout.regions.iter().map(|(_, span)| *span).collect();
+    let field_spans: Vec<CharSpan> = layout.fields.iter().map(|f| f.span).collect();
 
     let mut ids = Vec::with_capacity(tokens.len());
     let mut mapped = Vec::with_capacity(tokens.len());
@@ -173,8 +175,12 @@ fn map_tokens(
             end: token.span.end,
             special: token.special,
             word,
-            region: rule.region_of(token.span, layout),
-            field: rule.field_of(token.span, layout),
+            region: rule
+                .owner(token.span, &region_spans)
+                .map_or(Region::ChatTemplate, |i| layout.regions[i].0),
+            field: rule
+                .owner(token.span, &field_spans)
+                .map(|i| layout.fields[i].field.clone()),
         });
     }
     PromptTokens {

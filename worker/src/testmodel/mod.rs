@@ -13,7 +13,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 pub use tokenizer::{CHAT_TEMPLATE, SPECIAL_TOKENS, train_tokenizer};
-pub use weights::{TestModelShape, model_weights};
+pub use weights::{TestModelShape, model_weights, tensor_shapes};
 
 /// The shape of the test model, as written to `config.json`.
 pub const SHAPE: TestModelShape = TestModelShape {

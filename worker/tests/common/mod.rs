@@ -11,6 +11,10 @@ use tokenizers::Tokenizer;
 /// The reference checkpoints with golden records.
 pub const GOLDEN_MODELS: [&str; 3] = ["llama3", "llama2", "qwen2"];
 
+/// Every golden tokenizer: the checkpoints' and `llama2-legacy`, the Llama 2
+/// tokenizer in the older form that adds `▁` with a normalizer.
+pub const GOLDEN_TOKENIZERS: [&str; 4] = ["llama3", "llama2", "llama2-legacy", "qwen2"];
+
 pub fn golden_dir(model: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/golden")
