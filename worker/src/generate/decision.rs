@@ -9,9 +9,10 @@
 //! count: the label alone, and the label after one space. Each is encoded
 //! without special tokens, and its first token is the one whose character
 //! span covers the label's first character. A label's probability is the
-//! sum over its distinct first tokens (one or two). When two labels share a
-//! first token, label probabilities are not reported, because that token
-//! cannot distinguish them.
+//! sum over its distinct first tokens (one or two). A token that is a first
+//! token of two labels cannot distinguish them, so it counts for neither;
+//! if that leaves a label without tokens, label probabilities are not
+//! reported.
 
 use regex::Regex;
 use tokenizers::Tokenizer;
@@ -222,8 +223,8 @@ fn prefix_compatible(text: &str, label: &str) -> bool {
 pub struct LabelTokens {
     /// Per label, in spec order, its distinct first-token ids.
     pub ids: Vec<Vec<u32>>,
-    /// The reason label probabilities are unavailable: two labels share a
-    /// first token.
+    /// The reason label probabilities are unavailable: a label whose first
+    /// tokens all start another label too.
     pub ambiguous: Option<String>,
 }
 
@@ -269,24 +270,45 @@ impl LabelTokens {
             ids.push(label_ids);
         }
 
-        let mut ambiguous = None;
-        'outer: for (a, a_ids) in ids.iter().enumerate() {
-            for (b, b_ids) in ids.iter().enumerate().skip(a + 1) {
-                if let Some(id) = a_ids.iter().find(|id| b_ids.contains(id)) {
-                    let token = tokenizer.id_to_token(*id).unwrap_or_default();
-                    ambiguous = Some(format!(
-                        "labels {:?} and {:?} share the first token {token:?} (id {id})",
-                        labels[a], labels[b]
-                    ));
-                    break 'outer;
-                }
-            }
+        // A token that starts more than one label counts for none of them.
+        let shared: Vec<u32> = ids
+            .iter()
+            .enumerate()
+            .flat_map(|(a, a_ids)| {
+                let others: Vec<&Vec<u32>> = ids
+                    .iter()
+                    .enumerate()
+                    .filter(|(b, _)| *b != a)
+                    .map(|(_, ids)| ids)
+                    .collect();
+                a_ids
+                    .iter()
+                    .copied()
+                    .filter(move |id| others.iter().any(|other| other.contains(id)))
+            })
+            .collect();
+        for label_ids in ids.iter_mut() {
+            label_ids.retain(|id| !shared.contains(id));
         }
+        let ambiguous =
+            labels
+                .iter()
+                .zip(&ids)
+                .find(|(_, ids)| ids.is_empty())
+                .map(|(label, _)| {
+                    let tokens: Vec<String> = shared
+                        .iter()
+                        .map(|&id| tokenizer.id_to_token(id).unwrap_or_default())
+                        .collect();
+                    format!(
+                        "every first token of label {label:?} also starts another label: {tokens:?}"
+                    )
+                });
         Ok(Self { ids, ambiguous })
     }
 
     /// Computes the label probabilities from one row of raw logits, or
-    /// `None` when the labels share first tokens.
+    /// `None` when a label has no first token of its own.
     pub fn probabilities(&self, logits: &[f32]) -> Option<LabelProbabilities> {
         if self.ambiguous.is_some() {
             return None;
