@@ -14,6 +14,8 @@
 //! if that leaves a label without tokens, label probabilities are not
 //! reported.
 
+use std::collections::BTreeMap;
+
 use regex::Regex;
 use tokenizers::Tokenizer;
 
@@ -241,55 +243,27 @@ pub struct LabelProbabilities {
 }
 
 impl LabelTokens {
+    /// Finds each label's first tokens by the rule in the module
+    /// documentation, leaving out tokens that start more than one label.
     pub fn new(tokenizer: &Tokenizer, labels: &[String]) -> Result<Self, GenerateError> {
-        let mut ids = Vec::with_capacity(labels.len());
-        for label in labels {
-            let mut label_ids = Vec::new();
-            for (text, first_char) in [(label.clone(), 0), (format!(" {label}"), 1)] {
-                let encoding = tokenizer
-                    .encode_char_offsets(text.as_str(), false)
-                    .map_err(|e| GenerateError::Tokenizer(e.to_string()))?;
-                let first = encoding
-                    .get_offsets()
-                    .iter()
-                    .position(|&(start, end)| start <= first_char && first_char < end);
-                if let Some(index) = first {
-                    let id = encoding.get_ids()[index];
-                    if !label_ids.contains(&id) {
-                        label_ids.push(id);
-                    }
-                }
-            }
-            if label_ids.is_empty() {
-                return Err(GenerateError::InvalidSettings {
-                    message: format!(
-                        "decision label {label:?} encodes to no token covering its first character"
-                    ),
-                });
-            }
-            ids.push(label_ids);
-        }
-
-        // A token that starts more than one label counts for none of them.
-        let shared: Vec<u32> = ids
+        let mut ids = labels
             .iter()
-            .enumerate()
-            .flat_map(|(a, a_ids)| {
-                let others: Vec<&Vec<u32>> = ids
-                    .iter()
-                    .enumerate()
-                    .filter(|(b, _)| *b != a)
-                    .map(|(_, ids)| ids)
-                    .collect();
-                a_ids
-                    .iter()
-                    .copied()
-                    .filter(move |id| others.iter().any(|other| other.contains(id)))
-            })
+            .map(|label| first_token_ids(tokenizer, label))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let mut label_counts: BTreeMap<u32, usize> = BTreeMap::new();
+        for &id in ids.iter().flatten() {
+            *label_counts.entry(id).or_default() += 1;
+        }
+        let shared: Vec<u32> = label_counts
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|(id, _)| id)
             .collect();
         for label_ids in ids.iter_mut() {
             label_ids.retain(|id| !shared.contains(id));
         }
+
         let ambiguous =
             labels
                 .iter()
@@ -331,6 +305,33 @@ impl LabelTokens {
             mass: mass as f32,
         })
     }
+}
+
+/// Returns the distinct first tokens of `label` alone and after one space.
+fn first_token_ids(tokenizer: &Tokenizer, label: &str) -> Result<Vec<u32>, GenerateError> {
+    let mut ids = Vec::new();
+    for (text, first_char) in [(label.to_string(), 0), (format!(" {label}"), 1)] {
+        let encoding = tokenizer
+            .encode_char_offsets(text.as_str(), false)
+            .map_err(|e| GenerateError::Tokenizer(e.to_string()))?;
+        let covering = encoding
+            .get_offsets()
+            .iter()
+            .position(|&(start, end)| start <= first_char && first_char < end);
+        if let Some(id) = covering.map(|index| encoding.get_ids()[index])
+            && !ids.contains(&id)
+        {
+            ids.push(id);
+        }
+    }
+    if ids.is_empty() {
+        return Err(GenerateError::InvalidSettings {
+            message: format!(
+                "decision label {label:?} encodes to no token covering its first character"
+            ),
+        });
+    }
+    Ok(ids)
 }
 
 #[cfg(test)]
