@@ -30,7 +30,7 @@ fn ids(tokenizer: &Tokenizer, tokens: &[&str]) -> Vec<u32> {
 }
 
 #[test]
-fn byte_level_label_counts_bare_and_spaced_first_tokens() {
+fn byte_level_label_has_bare_and_spaced_tokens() {
     for model in ["llama3", "qwen2"] {
         let (tokenizer, tokens) = label_tokens(model, &["GRANT", "REFUSE"]);
         // "GRANT" alone encodes as G RAN T; after a space as one token.

@@ -10,8 +10,8 @@
 //! without special tokens, and its first token is the one whose character
 //! span covers the label's first character. A label's probability is the
 //! sum over its distinct first tokens (one or two). A token that is a first
-//! token of two labels cannot distinguish them, so it counts for neither;
-//! if that leaves a label without tokens, label probabilities are not
+//! token of two labels cannot distinguish them, so it counts for neither.
+//! If that leaves a label without tokens, label probabilities are not
 //! reported.
 
 use std::collections::BTreeMap;
