@@ -24,7 +24,6 @@ use std::fmt::Write;
 use std::path::Path;
 
 use anyhow::Context;
-use gaze_shared::layout::{CharSpan, PromptLayout, Region};
 use serde::Serialize;
 
 use crate::Engine;
@@ -137,13 +136,7 @@ fn prompt_tokens(
             model_dir.display()
         )
     })?;
-    let user_layout = PromptLayout {
-        regions: vec![(
-            Region::Vignette,
-            CharSpan::new(0, options.prompt.chars().count()),
-        )],
-        fields: Vec::new(),
-    };
+    let user_layout = prompt::whole_message_layout(&options.prompt);
     let parts = PromptParts {
         system: options.system.as_deref(),
         user: &options.prompt,

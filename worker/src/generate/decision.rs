@@ -9,9 +9,12 @@
 //! count: the label alone, and the label after one space. Each is encoded
 //! without special tokens, and its first token is the one whose character
 //! span covers the label's first character. A label's probability is the
-//! sum over its distinct first tokens (one or two). When two labels share a
-//! first token, label probabilities are not reported, because that token
-//! cannot distinguish them.
+//! sum over its distinct first tokens (one or two). A token that is a first
+//! token of two labels cannot distinguish them, so it counts for neither.
+//! If that leaves a label without tokens, label probabilities are not
+//! reported.
+
+use std::collections::BTreeMap;
 
 use regex::Regex;
 use tokenizers::Tokenizer;
@@ -222,8 +225,8 @@ fn prefix_compatible(text: &str, label: &str) -> bool {
 pub struct LabelTokens {
     /// Per label, in spec order, its distinct first-token ids.
     pub ids: Vec<Vec<u32>>,
-    /// The reason label probabilities are unavailable: two labels share a
-    /// first token.
+    /// The reason label probabilities are unavailable: a label whose first
+    /// tokens all start another label too.
     pub ambiguous: Option<String>,
 }
 
@@ -240,53 +243,46 @@ pub struct LabelProbabilities {
 }
 
 impl LabelTokens {
+    /// Finds each label's first tokens by the rule in the module
+    /// documentation, leaving out tokens that start more than one label.
     pub fn new(tokenizer: &Tokenizer, labels: &[String]) -> Result<Self, GenerateError> {
-        let mut ids = Vec::with_capacity(labels.len());
-        for label in labels {
-            let mut label_ids = Vec::new();
-            for (text, first_char) in [(label.clone(), 0), (format!(" {label}"), 1)] {
-                let encoding = tokenizer
-                    .encode_char_offsets(text.as_str(), false)
-                    .map_err(|e| GenerateError::Tokenizer(e.to_string()))?;
-                let first = encoding
-                    .get_offsets()
-                    .iter()
-                    .position(|&(start, end)| start <= first_char && first_char < end);
-                if let Some(index) = first {
-                    let id = encoding.get_ids()[index];
-                    if !label_ids.contains(&id) {
-                        label_ids.push(id);
-                    }
-                }
-            }
-            if label_ids.is_empty() {
-                return Err(GenerateError::InvalidSettings {
-                    message: format!(
-                        "decision label {label:?} encodes to no token covering its first character"
-                    ),
-                });
-            }
-            ids.push(label_ids);
+        let mut ids = labels
+            .iter()
+            .map(|label| first_token_ids(tokenizer, label))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let mut label_counts: BTreeMap<u32, usize> = BTreeMap::new();
+        for &id in ids.iter().flatten() {
+            *label_counts.entry(id).or_default() += 1;
+        }
+        let shared: Vec<u32> = label_counts
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|(id, _)| id)
+            .collect();
+        for label_ids in ids.iter_mut() {
+            label_ids.retain(|id| !shared.contains(id));
         }
 
-        let mut ambiguous = None;
-        'outer: for (a, a_ids) in ids.iter().enumerate() {
-            for (b, b_ids) in ids.iter().enumerate().skip(a + 1) {
-                if let Some(id) = a_ids.iter().find(|id| b_ids.contains(id)) {
-                    let token = tokenizer.id_to_token(*id).unwrap_or_default();
-                    ambiguous = Some(format!(
-                        "labels {:?} and {:?} share the first token {token:?} (id {id})",
-                        labels[a], labels[b]
-                    ));
-                    break 'outer;
-                }
-            }
-        }
+        let ambiguous =
+            labels
+                .iter()
+                .zip(&ids)
+                .find(|(_, ids)| ids.is_empty())
+                .map(|(label, _)| {
+                    let tokens: Vec<String> = shared
+                        .iter()
+                        .map(|&id| tokenizer.id_to_token(id).unwrap_or_default())
+                        .collect();
+                    format!(
+                        "every first token of label {label:?} also starts another label: {tokens:?}"
+                    )
+                });
         Ok(Self { ids, ambiguous })
     }
 
     /// Computes the label probabilities from one row of raw logits, or
-    /// `None` when the labels share first tokens.
+    /// `None` when a label has no first token of its own.
     pub fn probabilities(&self, logits: &[f32]) -> Option<LabelProbabilities> {
         if self.ambiguous.is_some() {
             return None;
@@ -309,6 +305,33 @@ impl LabelTokens {
             mass: mass as f32,
         })
     }
+}
+
+/// Returns the distinct first tokens of `label` alone and after one space.
+fn first_token_ids(tokenizer: &Tokenizer, label: &str) -> Result<Vec<u32>, GenerateError> {
+    let mut ids = Vec::new();
+    for (text, first_char) in [(label.to_string(), 0), (format!(" {label}"), 1)] {
+        let encoding = tokenizer
+            .encode_char_offsets(text.as_str(), false)
+            .map_err(|e| GenerateError::Tokenizer(e.to_string()))?;
+        let covering = encoding
+            .get_offsets()
+            .iter()
+            .position(|&(start, end)| start <= first_char && first_char < end);
+        if let Some(id) = covering.map(|index| encoding.get_ids()[index])
+            && !ids.contains(&id)
+        {
+            ids.push(id);
+        }
+    }
+    if ids.is_empty() {
+        return Err(GenerateError::InvalidSettings {
+            message: format!(
+                "decision label {label:?} encodes to no token covering its first character"
+            ),
+        });
+    }
+    Ok(ids)
 }
 
 #[cfg(test)]

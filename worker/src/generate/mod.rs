@@ -54,7 +54,7 @@ pub struct DecisionOutcome {
     /// an assistant prefix such as `DECISION:`.
     pub step: Option<usize>,
     /// The labels' probabilities at `step`; `None` without a step or when
-    /// the labels share a first token.
+    /// a label has no first token of its own.
     pub label_probabilities: Option<LabelProbabilities>,
 }
 

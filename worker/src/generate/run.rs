@@ -78,6 +78,10 @@ impl Plan {
 }
 
 /// A step that may turn out to be the decision step.
+///
+/// NOTE: a response that repeats a label keeps one candidate per
+/// repetition until the sample stops, so in the worst case every step's
+/// rows are held at once.
 struct Candidate {
     step: usize,
     token_id: u32,

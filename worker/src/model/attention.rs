@@ -71,6 +71,10 @@ impl Attention {
         let scale = (self.head_dim as f64).powf(-0.5);
         let scores = (q.matmul(&k.t()?)? * scale)?;
         let scores = scores.reshape((batch, self.num_heads, new_len, kv_len))?;
+        // NOTE: at prefill this materialises `(batch, heads, new_len, kv_len)`
+        // f32 scores in every layer, as eager attention does; memory grows
+        // with the square of the prompt length, and a failed batch is
+        // retried smaller by the caller.
         let scores = scores.to_dtype(DType::F32)?.broadcast_add(input.mask)?;
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
 
