@@ -19,8 +19,8 @@ fn all_shards() -> BTreeSet<u32> {
     (0..SHARDS).collect()
 }
 
-/// Waits until worker `name` holds a shard that is not committed, and
-/// returns it.
+/// Waits until worker `name` has leased a shard that is not committed,
+/// and returns it.
 fn wait_for_shard_held(study: &Study, services: &Services, name: &str) -> u32 {
     let mut held = None;
     wait_until(&format!("worker {name} holds an uncommitted shard"), || {

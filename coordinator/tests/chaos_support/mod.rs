@@ -31,7 +31,7 @@ const BUCKET: &str = "gaze-chaos";
 const ACCESS_KEY: &str = "gaze-chaos-access";
 const SECRET_KEY: &str = "gaze-chaos-secret";
 
-/// Longest wait for any one condition, so that a broken case fails instead
+/// Maximum wait for any one condition, so that a broken case fails instead
 /// of hanging.
 pub const WAIT_LIMIT: Duration = Duration::from_secs(60);
 
@@ -177,7 +177,7 @@ impl Services {
         wait_for_port(self.s3_port, "s3s-fs");
     }
 
-    /// The `AWS_*` variables that reach this S3 server.
+    /// Returns the `AWS_*` variables that reach this S3 server.
     pub fn aws_env(&self) -> Vec<(&'static str, String)> {
         vec![
             (
@@ -229,8 +229,8 @@ fn store_url(study: &str) -> String {
     format!("s3://{BUCKET}/{study}")
 }
 
-/// The `gaze-worker` binary: `GAZE_TEST_WORKER_BIN`, or the one cargo
-/// built next to `gaze`.
+/// Returns the `gaze-worker` binary: `GAZE_TEST_WORKER_BIN`, or the one
+/// cargo built next to `gaze`.
 fn worker_binary() -> Option<PathBuf> {
     if let Ok(path) = std::env::var("GAZE_TEST_WORKER_BIN") {
         return Some(PathBuf::from(path));
@@ -241,7 +241,7 @@ fn worker_binary() -> Option<PathBuf> {
 }
 
 /// A study of [`SAMPLES`] samples in [`SHARDS`] shards on the tiny test
-/// model, in a temporary folder that also holds the worker logs.
+/// model, in a temporary folder that also contains the worker logs.
 pub struct Study {
     pub name: String,
     dir: TempDir,
