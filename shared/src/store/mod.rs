@@ -7,6 +7,8 @@
 //! <root>/<study>/manifest.json
 //! <root>/<study>/<table>/<model>-shard-<id>.parquet
 //! <root>/<study>/commits/<model>-shard-<id>.json
+//! <root>/<study>/claims/<model>-shard-<id>.json
+//! <root>/<study>/staging/<model>-shard-<id>/<attempt>/<table>.parquet
 //! ```
 //!
 //! - `<root>` is the store URL: a folder, `s3://bucket/prefix` or
@@ -26,6 +28,10 @@
 //!   whatever else exists; readers skip its files, and the coordinator runs
 //!   it again. A retry writes the same keys, so it replaces the files of a
 //!   failed attempt instead of adding to them.
+//! - `claims/` and `staging/` belong to the exactly-once commit of
+//!   `gaze run` ([`StagedShard::commit`]): each attempt stages its tables
+//!   under its own prefix, the first to create the claim wins, and only the
+//!   winner's bytes are copied to the final keys before the marker.
 //!
 //! Study and model ids are limited to `[A-Za-z0-9_-]` and table names come
 //! from a closed enum, so every key stays inside its study's folder.
