@@ -7,7 +7,7 @@
 #
 #   cargo build -p gaze-coordinator -p gaze-worker && scripts/bench-workers.sh
 #
-# GAZE_BIN_DIR (default target/debug, or $CARGO_TARGET_DIR/debug) holds the
+# GAZE_BIN_DIR (default target/debug, or $CARGO_TARGET_DIR/debug) contains the
 # gaze and gaze-worker binaries. WORKERS (default "1 2 4") sets the counts.
 set -euo pipefail
 

@@ -121,3 +121,22 @@ fn submit_rejects_evicting_redis() {
     let manifest = block_on(read_manifest(&store, &study_id)).expect("read the manifest");
     assert!(manifest.is_none(), "the failed submit wrote no manifest");
 }
+
+#[test]
+fn limit_submits_whole_shards() {
+    let _serial = serial();
+    let Some(services) = Services::start("limit_submits_whole_shards") else {
+        return;
+    };
+    let study = Study::new(&services, "submit-limit");
+    let config = study.config.to_str().unwrap();
+
+    // 20 samples end inside shard 2 (samples 16..24), which goes whole.
+    let limited = json(&study.gaze(&services, &["submit", config, "--limit", "20", "--json"]));
+    let rest = submit_json(&study, &services);
+
+    assert_eq!(limited["models"][0]["planned"], 3);
+    assert_eq!(limited["models"][0]["queued"], 3);
+    assert_eq!(rest["models"][0]["queued"], SHARDS - 3);
+    assert_eq!(rest["models"][0]["already_queued"], 3);
+}

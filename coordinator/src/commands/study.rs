@@ -10,7 +10,7 @@ use gaze_shared::config::{Overrides, StudyConfig};
 use gaze_shared::plan::{Fingerprint, ModelIdentity, ModelStatus, Plan, PlanSummary, model_status};
 use gaze_shared::store::{Manifest, Store, StudyId, committed_shard_keys, read_commit_marker};
 use gaze_shared::vignettes::VignetteSet;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::run::utc_timestamp;
 use super::submit::{CommittedShard, PlannedModel, PlannedShard};
@@ -95,11 +95,21 @@ impl LoadedStudy {
         })
     }
 
-    /// Returns the plan cut to `--limit`, the last shard cut short.
+    /// Returns the plan cut to `--limit`, rounded up to whole shards: a
+    /// shard committed short would stay short when a later submit raises
+    /// the limit, since committed shards are never run again.
     pub fn limited_plan(&self) -> Plan {
         let mut plan = self.plan.clone();
         if let Some(limit) = self.limit {
-            plan.limit(limit);
+            let per_shard = u64::from(self.config.output.samples_per_shard);
+            let rounded = limit.div_ceil(per_shard) * per_shard;
+            if rounded != limit && rounded < plan.samples.len() as u64 {
+                info!(
+                    limit,
+                    rounded, "rounded --limit up to whole shards, so that no shard is cut short"
+                );
+            }
+            plan.limit(rounded);
         }
         plan
     }

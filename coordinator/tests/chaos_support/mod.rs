@@ -229,10 +229,18 @@ fn store_url(study: &str) -> String {
     format!("s3://{BUCKET}/{study}")
 }
 
+/// Returns the `gaze` binary: `GAZE_TEST_GAZE_BIN`, or the one cargo built
+/// for these tests. The variables of both binaries serve a target folder
+/// shared by several checkouts, where another build may replace them.
+fn gaze_binary() -> PathBuf {
+    std::env::var_os("GAZE_TEST_GAZE_BIN")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_gaze")), PathBuf::from)
+}
+
 /// Returns the `gaze-worker` binary: `GAZE_TEST_WORKER_BIN`, or the one
 /// cargo built next to `gaze`.
 fn worker_binary() -> Option<PathBuf> {
-    if let Ok(path) = std::env::var("GAZE_TEST_WORKER_BIN") {
+    if let Some(path) = std::env::var_os("GAZE_TEST_WORKER_BIN") {
         return Some(PathBuf::from(path));
     }
     let gaze = Path::new(env!("CARGO_BIN_EXE_gaze"));
@@ -322,7 +330,7 @@ url = "{redis}"
 
     /// Runs `gaze ARGS` with the services' settings and returns its output.
     pub fn gaze(&self, services: &Services, args: &[&str]) -> Output {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_gaze"));
+        let mut command = Command::new(gaze_binary());
         command.args(args);
         clear_gaze_env(&mut command);
         command.envs(services.aws_env());
