@@ -17,7 +17,7 @@ use gaze_shared::vignettes::VignetteSet;
 use gaze_worker::Engine;
 use gaze_worker::model::DTypeChoice;
 use gaze_worker::prompt::Date;
-use gaze_worker::serve::{ServeOptions, ShutdownSignal, StudyShardRunner, serve};
+use gaze_worker::serve::{ServeOptions, ServeReport, ShutdownSignal, StudyShardRunner, serve};
 use gaze_worker::shard::{self, StudyContext};
 
 const MODEL: &str = "tiny";
@@ -90,10 +90,12 @@ fn setup() -> Setup {
     let config = config(&model);
     let vignettes = VignetteSet::load(&config.study.vignettes).unwrap();
     let plan = Arc::new(Plan::build(&config, &vignettes).unwrap());
+
     let engine = Engine::load(&model, DTypeChoice::Auto, &candle_core::Device::Cpu).unwrap();
     let date = Date::from_ymd(2026, 1, 2).unwrap();
     let context =
         StudyContext::new(&config, &vignettes, MODEL, &engine, FINGERPRINT, date).unwrap();
+
     let store = Store::open("memory://runner").unwrap();
     let settings = LeaseSettings {
         heartbeat_interval: Duration::from_millis(100),
@@ -105,6 +107,7 @@ fn setup() -> Setup {
             .queue(QueueStudy::new(STUDY, FINGERPRINT), settings)
             .unwrap(),
     );
+
     let runner = StudyShardRunner::new(
         shard::ShardRunner {
             engine: Arc::new(engine),
@@ -142,6 +145,18 @@ fn options() -> ServeOptions {
     }
 }
 
+/// Serves the queue with `runner` until it has been empty for 300 ms.
+async fn serve_until_idle(queue: &Arc<dyn JobQueue>, runner: StudyShardRunner) -> ServeReport {
+    serve(
+        Arc::clone(queue),
+        Arc::new(runner),
+        options(),
+        ShutdownSignal::never(),
+    )
+    .await
+    .unwrap()
+}
+
 async fn committed(store: &Store) -> Vec<u32> {
     let study = StudyId::new(STUDY).unwrap();
     let keys = committed_shard_keys(store, &study).await.unwrap();
@@ -167,14 +182,7 @@ async fn serve_commits_every_sample_once() {
     let jobs: Vec<Job> = (0..5).map(|shard| job(shard, PER_SHARD as u32)).collect();
     setup.queue.submit(&jobs).await.unwrap();
 
-    let report = serve(
-        Arc::clone(&setup.queue),
-        Arc::new(setup.runner),
-        options(),
-        ShutdownSignal::never(),
-    )
-    .await
-    .unwrap();
+    let report = serve_until_idle(&setup.queue, setup.runner).await;
 
     assert_eq!(report.completed, 5);
     assert_eq!(report.samples, SAMPLES);
@@ -192,14 +200,7 @@ async fn poison_sample_dead_letters_its_shard() {
     // Sample 13 is in shard 2 (samples 12..18).
     let runner = setup.runner.fail_sample(Some(13));
 
-    let report = serve(
-        Arc::clone(&setup.queue),
-        Arc::new(runner),
-        options(),
-        ShutdownSignal::never(),
-    )
-    .await
-    .unwrap();
+    let report = serve_until_idle(&setup.queue, runner).await;
 
     assert_eq!(report.completed, 4);
     assert_eq!(report.dead_lettered, 1);
@@ -221,14 +222,7 @@ async fn jobs_outside_plan_are_dead_lettered() {
     let jobs = [job(9, PER_SHARD as u32), job(1, PER_SHARD as u32 + 1)];
     setup.queue.submit(&jobs).await.unwrap();
 
-    let report = serve(
-        Arc::clone(&setup.queue),
-        Arc::new(setup.runner),
-        options(),
-        ShutdownSignal::never(),
-    )
-    .await
-    .unwrap();
+    let report = serve_until_idle(&setup.queue, setup.runner).await;
 
     assert_eq!(report.dead_lettered, 2);
     assert!(committed(&setup.store).await.is_empty());
