@@ -170,7 +170,7 @@ fn killed_run_resumes_without_loss_or_duplicates() {
 }
 
 #[test]
-fn changed_config_is_refused_unless_a_new_study_is_named() {
+fn changed_config_rejected_unless_renamed() {
     let study = StudyDir::new(&Settings::default());
     assert_success(&study.run(&["--limit", "4"]));
 

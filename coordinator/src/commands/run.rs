@@ -1,7 +1,7 @@
-//! `gaze run`: runs a whole study on this machine, with no services. Plans
-//! the study, writes or checks its manifest, skips committed shards, and
-//! runs one in-process worker per configured device over the embedded
-//! queue; models run one after another, each loaded once.
+//! `gaze run`: runs a whole study on this machine, with no services. It
+//! plans the study, writes or checks its manifest, skips committed shards,
+//! and runs one in-process worker per configured device over the embedded
+//! queue. Models run one after another, each loaded once.
 //!
 //! Rerunning the same command resumes: shards with a commit marker are
 //! skipped, and a shard claimed but not marked is finished from the
@@ -299,7 +299,7 @@ fn load_runner(study: &Study, model: &ModelConfig, device: &str) -> anyhow::Resu
     })
 }
 
-/// What one worker did.
+/// Counts of the shards and samples one worker committed.
 #[derive(Debug, Default, Clone, Copy)]
 struct WorkerCount {
     shards: usize,
@@ -366,7 +366,7 @@ async fn work(
                 let _ = queue
                     .release(&lease, ReleaseReason::Failed(error.to_string()))
                     .await;
-                stop.request();
+                stop.abort();
                 return Err(error).with_context(|| {
                     format!("shard {} of model {model} failed; nothing of it is committed, and rerunning the command retries it", shard.shard_id)
                 });
@@ -376,9 +376,10 @@ async fn work(
     Ok(count)
 }
 
-/// The run's stop signals: `stopping` once a first Ctrl-C or SIGTERM (or a
-/// failed shard) asks to stop taking shards; `abandon` is never set by a
-/// signal today, as a second signal exits the process at once.
+/// The run's stop flags. `stopping` is set by the first Ctrl-C or SIGTERM:
+/// workers take no more shards and let the ones in flight commit.
+/// A failed shard sets `abandon` as well, so that the other workers drop
+/// their shards between batches. A second signal exits the process.
 #[derive(Clone)]
 struct Stop {
     stopping: Arc<AtomicBool>,
@@ -417,8 +418,11 @@ impl Stop {
         self.stopping.load(Ordering::SeqCst)
     }
 
-    fn request(&self) {
+    /// Stops the run after a failed shard: no more shards, and the ones in
+    /// flight are abandoned.
+    fn abort(&self) {
         self.stopping.store(true, Ordering::SeqCst);
+        self.abandon.store(true, Ordering::SeqCst);
     }
 }
 
@@ -445,7 +449,8 @@ async fn wait_for_signal() {
     }
 }
 
-/// A bar with samples, samples/s and ETA on a terminal; hidden otherwise.
+/// Returns a bar with samples, samples/s and ETA on a terminal, and a
+/// hidden one otherwise.
 fn progress_bar(total: u64) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
