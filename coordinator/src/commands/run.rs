@@ -74,13 +74,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let planned = study.plan.samples.len() as u64;
     let progress = progress_bar(planned * study.config.models.len() as u64);
     let mut totals = RunTotals::default();
+    let mut outcome = Ok(());
     for model in &study.config.models {
         if stop.stopping() {
             break;
         }
-        run_model(&study, model, &stop, &progress, &mut totals).await?;
+        outcome = run_model(&study, model, &stop, &progress, &mut totals).await;
+        if outcome.is_err() {
+            break;
+        }
     }
     progress.finish_and_clear();
+    crate::log_writer::clear_bar();
+    outcome?;
 
     print_summary(
         &study.store,
@@ -458,11 +464,12 @@ fn progress_bar(total: u64) -> ProgressBar {
     let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} samples  {per_sec:.1}  ETA {eta}  {elapsed_precise}",
+            "{bar:30} {pos}/{len} samples  {per_sec}  ETA {eta}  elapsed {elapsed}",
         )
         .expect("the progress template is valid"),
     );
     bar.enable_steady_tick(Duration::from_millis(500));
+    crate::log_writer::set_bar(&bar);
     bar
 }
 
