@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the demo study end to end with the test model: builds gaze in
 # release mode, writes the test model to models/test-model, and runs the
-# first samples of the plan (2,000 unless GAZE_DEMO_LIMIT says otherwise)
+# first samples of the plan (2,000, or GAZE_DEMO_LIMIT when set)
 # into gaze-output/. Extra arguments go to `gaze run`. Rerunning resumes.
 set -euo pipefail
 

@@ -2,6 +2,7 @@
 
 mod args;
 mod commands;
+mod log_writer;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -42,7 +43,7 @@ fn main() -> ExitCode {
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(log_writer::LogWriter)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 

@@ -170,7 +170,50 @@ fn killed_run_resumes_without_loss_or_duplicates() {
 }
 
 #[test]
-fn changed_config_is_refused_unless_a_new_study_is_named() {
+fn interrupt_stops_after_the_shard_in_flight() {
+    let study = StudyDir::new(&Settings {
+        samples_per_shard: 4,
+        ..Settings::default()
+    });
+    let child = study
+        .command(&["--limit", "80"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let commits = study.store().join(STUDY).join("commits");
+    while std::fs::read_dir(&commits).map_or(0, |d| d.count()) == 0 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let signal = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signal.success());
+    let output = child.wait_with_output().unwrap();
+
+    assert_success(&output);
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("Stopped early"), "{stdout}");
+    let committed = std::fs::read_dir(&commits).unwrap().count();
+    assert!(committed < 20, "the run stopped before the last shard");
+    // Every committed shard is whole, and no claim is left unmarked.
+    let claims = std::fs::read_dir(study.store().join(STUDY).join("claims"))
+        .unwrap()
+        .count();
+    assert_eq!(claims, committed);
+    assert_eq!(
+        sample_ids(&study.table(STUDY, Table::Samples)).len(),
+        committed * 4
+    );
+
+    assert_success(&study.run(&["--limit", "80"]));
+    assert_exactly_once(&study, 80);
+}
+
+#[test]
+fn changed_config_rejected_unless_renamed() {
     let study = StudyDir::new(&Settings::default());
     assert_success(&study.run(&["--limit", "4"]));
 

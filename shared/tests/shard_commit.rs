@@ -22,7 +22,7 @@ fn key() -> ShardKey {
     ShardKey::new(study("study-1"), model("llama"), SHARD)
 }
 
-/// An attempt's claim draft; `worker` and `attempt` tell attempts apart.
+/// Builds an attempt's claim draft; `worker` and `attempt` tell attempts apart.
 fn draft(worker: &str, attempt: u32) -> ShardClaim {
     ShardClaim {
         study: study("study-1"),
@@ -121,7 +121,7 @@ async fn interleaved_attempts_publish_the_first_claim() {
 }
 
 #[tokio::test]
-async fn claim_without_marker_is_finished_by_the_next_attempt() {
+async fn claim_without_marker_finished_next() {
     let store = Store::open("memory://root").unwrap();
     let crashed = stage(&store, "worker-a", 1, 4).await;
     let expected = staged_bytes(&store, &crashed).await;

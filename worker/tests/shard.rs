@@ -96,7 +96,7 @@ fn shard_tables(model: &Path, batch_size: usize) -> Vec<(Table, Vec<RecordBatch>
     tables.tables
 }
 
-/// The values of a Float32 or List<Float32> column, flattened.
+/// Returns the values of a Float32 or List<Float32> column, flattened.
 fn float_values(column: &ArrayRef) -> Option<Vec<f32>> {
     if let Some(values) = column.as_any().downcast_ref::<Float32Array>() {
         return Some(values.values().to_vec());

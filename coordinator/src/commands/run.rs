@@ -1,7 +1,7 @@
-//! `gaze run`: runs a whole study on this machine, with no services. Plans
-//! the study, writes or checks its manifest, skips committed shards, and
-//! runs one in-process worker per configured device over the embedded
-//! queue; models run one after another, each loaded once.
+//! `gaze run`: runs a whole study on this machine, with no services. It
+//! plans the study, writes or checks its manifest, skips committed shards,
+//! and runs one in-process worker per configured device over the embedded
+//! queue. Models run one after another, each loaded once.
 //!
 //! Rerunning the same command resumes: shards with a commit marker are
 //! skipped, and a shard claimed but not marked is finished from the
@@ -74,13 +74,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let planned = study.plan.samples.len() as u64;
     let progress = progress_bar(planned * study.config.models.len() as u64);
     let mut totals = RunTotals::default();
+    let mut outcome = Ok(());
     for model in &study.config.models {
         if stop.stopping() {
             break;
         }
-        run_model(&study, model, &stop, &progress, &mut totals).await?;
+        outcome = run_model(&study, model, &stop, &progress, &mut totals).await;
+        if outcome.is_err() {
+            break;
+        }
     }
     progress.finish_and_clear();
+    crate::log_writer::clear_bar();
+    outcome?;
 
     print_summary(
         &study.store,
@@ -299,7 +305,7 @@ fn load_runner(study: &Study, model: &ModelConfig, device: &str) -> anyhow::Resu
     })
 }
 
-/// What one worker did.
+/// Counts of the shards and samples one worker committed.
 #[derive(Debug, Default, Clone, Copy)]
 struct WorkerCount {
     shards: usize,
@@ -366,7 +372,7 @@ async fn work(
                 let _ = queue
                     .release(&lease, ReleaseReason::Failed(error.to_string()))
                     .await;
-                stop.request();
+                stop.abort();
                 return Err(error).with_context(|| {
                     format!("shard {} of model {model} failed; nothing of it is committed, and rerunning the command retries it", shard.shard_id)
                 });
@@ -376,9 +382,10 @@ async fn work(
     Ok(count)
 }
 
-/// The run's stop signals: `stopping` once a first Ctrl-C or SIGTERM (or a
-/// failed shard) asks to stop taking shards; `abandon` is never set by a
-/// signal today, as a second signal exits the process at once.
+/// The run's stop flags. `stopping` is set by the first Ctrl-C or SIGTERM:
+/// workers take no more shards and let the ones in flight commit.
+/// A failed shard sets `abandon` as well, so that the other workers drop
+/// their shards between batches. A second signal exits the process.
 #[derive(Clone)]
 struct Stop {
     stopping: Arc<AtomicBool>,
@@ -417,8 +424,11 @@ impl Stop {
         self.stopping.load(Ordering::SeqCst)
     }
 
-    fn request(&self) {
+    /// Stops the run after a failed shard: no more shards, and the ones in
+    /// flight are abandoned.
+    fn abort(&self) {
         self.stopping.store(true, Ordering::SeqCst);
+        self.abandon.store(true, Ordering::SeqCst);
     }
 }
 
@@ -445,7 +455,8 @@ async fn wait_for_signal() {
     }
 }
 
-/// A bar with samples, samples/s and ETA on a terminal; hidden otherwise.
+/// Returns a bar with samples, samples/s and ETA on a terminal, and a
+/// hidden one otherwise.
 fn progress_bar(total: u64) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
@@ -453,11 +464,12 @@ fn progress_bar(total: u64) -> ProgressBar {
     let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} samples  {per_sec:.1}  ETA {eta}  {elapsed_precise}",
+            "{bar:30} {pos}/{len} samples  {per_sec}  ETA {eta}  elapsed {elapsed}",
         )
         .expect("the progress template is valid"),
     );
     bar.enable_steady_tick(Duration::from_millis(500));
+    crate::log_writer::set_bar(&bar);
     bar
 }
 

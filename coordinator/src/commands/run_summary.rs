@@ -9,7 +9,7 @@ use gaze_shared::config::StudyConfig;
 use gaze_shared::store::{Store, StudyId, committed_shard_keys};
 use gaze_shared::tables::{Table, read_table};
 
-/// What this run itself did.
+/// Counts of what this run itself did.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RunTotals {
     /// Shards this run committed (or finished from an earlier claim).

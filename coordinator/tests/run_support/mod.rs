@@ -125,15 +125,15 @@ samples_per_shard = {samples_per_shard}
         command.output().expect("gaze runs")
     }
 
-    /// The `gaze run CONFIG ARGS...` command, without the caller's `GAZE_*`
-    /// variables.
+    /// Returns the `gaze run CONFIG ARGS...` command, without the caller's
+    /// `GAZE_*` variables.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = gaze_command();
         command.arg("run").arg(self.config()).args(args);
         command
     }
 
-    /// The plan of the config, cut to `limit` samples.
+    /// Builds the plan of the config, cut to `limit` samples.
     pub fn plan(&self, limit: u64) -> Plan {
         let config = StudyConfig::load(&self.config()).unwrap();
         let vignettes = VignetteSet::load(&config.study.vignettes).unwrap();
@@ -156,7 +156,7 @@ samples_per_shard = {samples_per_shard}
     }
 }
 
-/// The `gaze` binary without the caller's `GAZE_*` variables.
+/// Returns the `gaze` binary's command without the caller's `GAZE_*` variables.
 pub fn gaze_command() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gaze"));
     for name in [
@@ -185,7 +185,7 @@ pub fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> &'a T {
         .unwrap_or_else(|| panic!("column {name} has another type"))
 }
 
-/// Every `sample_id` of the batches, in order, repeats included.
+/// Returns every `sample_id` of the batches, in order, repeats included.
 pub fn sample_ids(batches: &[RecordBatch]) -> Vec<i64> {
     batches
         .iter()
@@ -193,7 +193,7 @@ pub fn sample_ids(batches: &[RecordBatch]) -> Vec<i64> {
         .collect()
 }
 
-/// The ids of the samples with `collect_attention` set.
+/// Returns the ids of the samples with `collect_attention` set.
 pub fn attention_ids(samples: &[RecordBatch]) -> BTreeSet<i64> {
     let mut ids = BTreeSet::new();
     for batch in samples {

@@ -60,7 +60,6 @@ pub use manifest::{
 pub use open::{Store, StoreOptions};
 pub use shard_commit::{
     AttemptToken, CLAIMS_FOLDER, CommitOutcome, STAGING_FOLDER, ShardClaim, StagedShard, claim_key,
-    claim_shard, claimed_shard_keys, finish_claimed, read_claim, shard_staging_folder, stage_shard,
-    staged_table_key,
+    claim_shard, finish_claimed, read_claim, shard_staging_folder, stage_shard, staged_table_key,
 };
 pub use write::{TableWritten, UPLOAD_PART_BYTES, write_shard, write_table, write_table_at};

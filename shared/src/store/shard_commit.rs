@@ -55,7 +55,7 @@ pub const STAGING_FOLDER: &str = "staging";
 /// Folder of a study with the claim of each shard.
 pub const CLAIMS_FOLDER: &str = "claims";
 
-/// Longest worker id kept in an [`AttemptToken`], in bytes.
+/// Maximum length of the worker id in an [`AttemptToken`], in bytes.
 const TOKEN_WORKER_LEN: usize = 64;
 
 /// The name of one attempt at a shard: `<worker>-<attempt>-<nonce>`, from
@@ -189,7 +189,7 @@ pub fn staged_table_key(shard: &ShardKey, token: &AttemptToken, table: Table) ->
     )
 }
 
-/// How a shard came to be committed.
+/// The result of committing a shard: which attempt won.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommitOutcome {
     /// This attempt won the claim; the marker names it.
@@ -404,19 +404,4 @@ async fn delete_folder(store: &Store, folder: &Path) {
             tracing::warn!(object = %key, cause = %error, "deleting a staging object failed; it stays in the store");
         }
     }
-}
-
-/// Lists the shards of a study that have a claim, from the names in
-/// `<study>/claims/`.
-pub async fn claimed_shard_keys(
-    store: &Store,
-    study: &StudyId,
-) -> Result<std::collections::BTreeSet<ShardKey>, StoreError> {
-    let folder = Path::from_iter([study.as_str(), CLAIMS_FOLDER]);
-    Ok(store
-        .list_names(&folder)
-        .await?
-        .iter()
-        .filter_map(|name| ShardKey::parse_object_name(study, name, "json"))
-        .collect())
 }

@@ -57,7 +57,7 @@ pub enum ShardError {
     #[error(transparent)]
     Table(#[from] TableError),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(Box<StoreError>),
     #[error("the samples table has an invalid column: {0}")]
     Schema(TableError),
     #[error("the shard was abandoned because the run is stopping")]
@@ -66,8 +66,14 @@ pub enum ShardError {
     Join(String),
 }
 
-/// What a study fixes for every shard that one model runs: the prompt
-/// template, decoding settings, capture selection and table schema.
+impl From<StoreError> for ShardError {
+    fn from(error: StoreError) -> Self {
+        ShardError::Store(Box::new(error))
+    }
+}
+
+/// The settings a study fixes for every shard that one model runs: the
+/// prompt template, decoding settings, capture selection and table schema.
 pub struct StudyContext {
     pub study: StudyId,
     pub model: ModelId,
@@ -216,7 +222,7 @@ pub struct BatchProgress {
     pub generated_tokens: usize,
 }
 
-/// Who runs an attempt at a shard.
+/// The worker and lease attempt behind an attempt at a shard.
 #[derive(Debug, Clone)]
 pub struct AttemptInfo {
     pub worker: String,
@@ -237,8 +243,10 @@ pub struct ShardTables {
 /// Returns [`ShardError::Cancelled`] between batches once `cancel` is set.
 ///
 /// Samples are generated in batches of `generation.batch_size`, sorted by
-/// prompt length to cut padding; results do not depend on the order or the
-/// batches, because each sample has its own seed and padding is masked.
+/// prompt length to cut padding. Tokens and decisions do not depend on the
+/// order or the batches, because each sample has its own seed and padding
+/// is masked. Attention values agree to float rounding (about 1e-6),
+/// because padded batches sum in another order.
 pub fn generate_shard(
     engine: &Engine,
     context: &StudyContext,
@@ -302,8 +310,8 @@ pub struct ShardRunner {
 pub struct ShardReport {
     /// The shard's commit marker, whichever attempt it names.
     pub marker: CommitMarker,
-    /// How the shard was committed: `None` when an earlier attempt had
-    /// claimed it and this one only finished the commit.
+    /// The commit's result: `None` when an earlier attempt had claimed the
+    /// shard and this one only finished its commit.
     pub outcome: Option<CommitOutcome>,
 }
 
