@@ -3,8 +3,12 @@
 //! generated tokens to prompt tokens.
 
 pub mod capture;
+pub mod engine;
 pub mod generate;
 pub mod model;
+pub mod probe;
 pub mod prompt;
 pub mod serve;
 pub mod testmodel;
+
+pub use engine::Engine;
