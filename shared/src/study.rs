@@ -27,7 +27,7 @@ pub struct StoredStudy {
 #[derive(Debug, Error)]
 pub enum StoredStudyError {
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(Box<StoreError>),
 
     #[error(
         "study {study} has no manifest in the store {url}: submit it first (gaze submit \
@@ -48,15 +48,21 @@ pub enum StoredStudyError {
     Vignettes {
         study: String,
         #[source]
-        source: VignetteError,
+        source: Box<VignetteError>,
     },
 
     #[error("the plan of study {study} cannot be rebuilt from its manifest: {source}")]
     Plan {
         study: String,
         #[source]
-        source: PlanError,
+        source: Box<PlanError>,
     },
+}
+
+impl From<StoreError> for StoredStudyError {
+    fn from(error: StoreError) -> Self {
+        StoredStudyError::Store(Box::new(error))
+    }
 }
 
 impl StoredStudy {
@@ -101,11 +107,13 @@ impl StoredStudy {
         )
         .map_err(|source| StoredStudyError::Vignettes {
             study: study.clone(),
-            source,
+            source: Box::new(source),
         })?;
 
-        let plan = Plan::build(&config, &vignettes)
-            .map_err(|source| StoredStudyError::Plan { study, source })?;
+        let plan = Plan::build(&config, &vignettes).map_err(|source| StoredStudyError::Plan {
+            study,
+            source: Box::new(source),
+        })?;
         Ok(StoredStudy {
             manifest,
             config,
