@@ -10,7 +10,7 @@ use gaze_shared::store::{Manifest, StudyId};
 use gaze_shared::study::{StoredStudy, StoredStudyError};
 use plan_support::{demo_config, demo_plan};
 
-/// A manifest of the demo study, as `gaze submit` writes it.
+/// Returns a manifest of the demo study, as `gaze submit` writes it.
 fn demo_manifest() -> Manifest {
     let config = demo_config();
     let vignettes = std::fs::read_to_string(&config.study.vignettes).unwrap();
