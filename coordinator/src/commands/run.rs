@@ -118,7 +118,18 @@ async fn prepare(args: &RunArgs) -> anyhow::Result<Study> {
     let mut plan = Plan::build(&config, &vignettes)?;
     let summary = PlanSummary::of(&plan, &vignettes);
     if let Some(limit) = overrides.limit {
-        plan.limit(limit);
+        // A shard is committed once, whole: a shard cut short by the limit
+        // would stay short when a later run raises the limit.
+        let per_shard = u64::from(config.output.samples_per_shard);
+        let whole = limit.div_ceil(per_shard) * per_shard;
+        if whole != limit {
+            info!(
+                limit,
+                samples = whole,
+                "--limit rounded up to whole shards of {per_shard} samples"
+            );
+        }
+        plan.limit(whole);
     }
 
     let statuses = model_statuses(&config)?;
