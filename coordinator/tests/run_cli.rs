@@ -88,14 +88,14 @@ fn assert_exactly_once(study: &StudyDir, limit: u64) {
 fn run_commits_every_planned_sample_once() {
     let study = StudyDir::new(&Settings::default());
 
-    let output = study.run(&["--limit", "30"]);
+    let output = study.run(&["--limit", "32"]);
 
     assert_success(&output);
-    assert_exactly_once(&study, 30);
+    assert_exactly_once(&study, 32);
     let stdout = text(&output.stdout);
     for part in [
         "Study uk-demo",
-        "30 committed",
+        "32 committed",
         "shards             4 committed: 4 this run, 0 before",
         "read_parquet(",
     ] {
@@ -116,6 +116,18 @@ fn rerun_resumes_and_runs_nothing_twice() {
     assert_success(&more);
     assert!(text(&more.stdout).contains("3 committed: 1 this run, 2 before"));
 
+    assert_exactly_once(&study, 24);
+}
+
+#[test]
+fn limit_rounds_up_to_whole_shards() {
+    let study = StudyDir::new(&Settings::default());
+
+    // Shards hold 8 samples: 10 runs two whole shards, and a later run
+    // with a larger limit adds the third without losing samples 10 to 15.
+    assert_success(&study.run(&["--limit", "10"]));
+    assert_exactly_once(&study, 16);
+    assert_success(&study.run(&["--limit", "20"]));
     assert_exactly_once(&study, 24);
 }
 
@@ -215,33 +227,33 @@ fn interrupt_stops_after_the_shard_in_flight() {
 #[test]
 fn changed_config_rejected_unless_renamed() {
     let study = StudyDir::new(&Settings::default());
-    assert_success(&study.run(&["--limit", "4"]));
+    assert_success(&study.run(&["--limit", "8"]));
 
     study.write_config(&Settings {
         system: "You are a strict caseworker.",
         ..Settings::default()
     });
-    let refused = study.run(&["--limit", "4"]);
+    let refused = study.run(&["--limit", "8"]);
     assert!(!refused.status.success());
     let stderr = text(&refused.stderr);
     for part in ["config.prompt changed", "--study uk-demo-2"] {
         assert!(stderr.contains(part), "stderr lacks {part:?}:\n{stderr}");
     }
 
-    let renamed = study.run(&["--limit", "4", "--study", "uk-demo-strict"]);
+    let renamed = study.run(&["--limit", "8", "--study", "uk-demo-strict"]);
     assert_success(&renamed);
     assert_eq!(
         sample_ids(&study.table("uk-demo-strict", Table::Samples)).len(),
-        4
+        8
     );
     // The first study is untouched.
-    assert_eq!(sample_ids(&study.table(STUDY, Table::Samples)).len(), 4);
+    assert_eq!(sample_ids(&study.table(STUDY, Table::Samples)).len(), 8);
 }
 
 #[test]
 fn export_writes_the_run_samples_as_json_lines() {
     let study = StudyDir::new(&Settings::default());
-    assert_success(&study.run(&["--limit", "10"]));
+    assert_success(&study.run(&["--limit", "16"]));
 
     let output = gaze_command()
         .args(["export", study.store().to_str().unwrap(), STUDY])
@@ -258,7 +270,7 @@ fn export_writes_the_run_samples_as_json_lines() {
         })
         .collect();
     ids.sort_unstable();
-    assert_eq!(ids, (0..10).collect::<Vec<i64>>());
+    assert_eq!(ids, (0..16).collect::<Vec<i64>>());
 }
 
 #[test]
@@ -268,7 +280,7 @@ fn store_under_a_file_fails_before_any_work() {
     std::fs::write(&blocker, "a file, not a folder").unwrap();
     let store = blocker.join("store");
 
-    let output = study.run(&["--limit", "4", "--store", store.to_str().unwrap()]);
+    let output = study.run(&["--limit", "8", "--store", store.to_str().unwrap()]);
 
     assert!(!output.status.success());
     let stderr = text(&output.stderr);
@@ -284,7 +296,7 @@ fn unwritable_commit_folder_commits_nothing_until_fixed() {
     let marker = study_folder.join("commits/test-model-shard-00000.json");
     std::fs::create_dir_all(&marker).unwrap();
 
-    let output = study.run(&["--limit", "4"]);
+    let output = study.run(&["--limit", "8"]);
 
     assert!(!output.status.success());
     let stderr = text(&output.stderr);
@@ -305,6 +317,6 @@ fn unwritable_commit_folder_commits_nothing_until_fixed() {
     // Once the folder can be written, the next run finishes the claimed
     // shard from its staged tables.
     std::fs::remove_dir(&marker).unwrap();
-    assert_success(&study.run(&["--limit", "4"]));
-    assert_exactly_once(&study, 4);
+    assert_success(&study.run(&["--limit", "8"]));
+    assert_exactly_once(&study, 8);
 }

@@ -38,7 +38,7 @@ fn python_readers_read_every_table_of_a_run() {
         store_rows: true,
         ..Settings::default()
     });
-    let output = study.run(&["--limit", "12"]);
+    let output = study.run(&["--limit", "16"]);
     assert!(output.status.success(), "{}", text(&output.stderr));
 
     // The expectation comes from the Rust reader: rows and column types.

@@ -32,11 +32,11 @@ fn s3() -> Option<S3> {
     })
 }
 
-/// Runs `gaze run --limit 4` into `url` with the server's settings and
+/// Runs `gaze run --limit 8` into `url` with the server's settings and
 /// `secret_key`.
 fn run_into(study: &StudyDir, s3: &S3, url: &str, secret_key: &str) -> Output {
     study
-        .command(&["--limit", "4", "--store", url])
+        .command(&["--limit", "8", "--store", url])
         .env("AWS_ENDPOINT_URL", &s3.endpoint)
         .env("AWS_ALLOW_HTTP", "true")
         .env("AWS_REGION", "us-east-1")
@@ -76,7 +76,7 @@ fn run_into_a_bucket_commits_every_sample() {
         .unwrap();
     let mut ids = sample_ids(&samples);
     ids.sort_unstable();
-    assert_eq!(ids, vec![0, 1, 2, 3]);
+    assert_eq!(ids, (0..8).collect::<Vec<i64>>());
 }
 
 #[test]

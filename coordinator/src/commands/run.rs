@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use gaze_shared::config::{ModelConfig, StudyConfig, is_identifier};
+use gaze_shared::config::{ModelConfig, QueueLocation, StudyConfig, is_identifier};
 use gaze_shared::plan::{Fingerprint, ModelStatus, Plan, PlanSummary, model_status};
 use gaze_shared::queue::{
     EmbeddedBroker, Heartbeat, Job, JobQueue, LeaseSettings, ReleaseReason, StudyId as QueueStudy,
@@ -46,7 +46,7 @@ pub struct RunArgs {
     /// Run under this study name instead of study.name, to start a new
     /// study with changed inputs next to the old one. Results of two
     /// studies are never mixed: a study whose manifest differs from this
-    /// run's inputs is refused.
+    /// run's inputs is rejected.
     #[arg(long, value_name = "NAME")]
     pub study: Option<String>,
 
@@ -114,11 +114,27 @@ async fn prepare(args: &RunArgs) -> anyhow::Result<Study> {
         }
         config.study.name = name.clone();
     }
+    if config.queue.location() != Ok(QueueLocation::Embedded) {
+        warn!(
+            "gaze run uses its in-process queue; the Redis queue of queue.url or --redis is not used"
+        );
+    }
     let vignettes = VignetteSet::load(&config.study.vignettes)?;
     let mut plan = Plan::build(&config, &vignettes)?;
     let summary = PlanSummary::of(&plan, &vignettes);
     if let Some(limit) = overrides.limit {
-        plan.limit(limit);
+        // A shard is committed once, whole: a shard cut short by the limit
+        // would stay short when a later run raises the limit.
+        let per_shard = u64::from(config.output.samples_per_shard);
+        let whole = limit.div_ceil(per_shard) * per_shard;
+        if whole != limit {
+            info!(
+                limit,
+                samples = whole,
+                "--limit rounded up to whole shards of {per_shard} samples"
+            );
+        }
+        plan.limit(whole);
     }
 
     let statuses = model_statuses(&config)?;
