@@ -2,6 +2,7 @@
 
 mod args;
 mod commands;
+mod log_writer;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -23,6 +24,10 @@ struct Cli {
 enum Command {
     /// Build the sample plan of a study and print its summary.
     Plan(commands::plan::PlanArgs),
+    /// Run a study on this machine: plan it, run every pending shard with
+    /// in-process workers, and commit each shard's tables to the store.
+    /// Rerun the same command to resume.
+    Run(commands::run::RunArgs),
     /// Write one table of a study, from its committed shards, as CSV or JSON lines.
     Export(commands::export::ExportArgs),
 }
@@ -32,12 +37,13 @@ fn main() -> ExitCode {
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(log_writer::LogWriter)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 
     let result = match Cli::parse().command {
         Command::Plan(args) => commands::plan::run(args),
+        Command::Run(args) => block_on(commands::run::run(args)),
         Command::Export(args) => block_on(commands::export::run(args)),
     };
 

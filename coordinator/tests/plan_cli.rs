@@ -210,5 +210,9 @@ fn zero_limit_is_rejected() {
     let output = gaze(&["plan", config.to_str().unwrap(), "--limit", "0"], &[]);
 
     assert!(!output.status.success());
-    assert!(text(&output.stderr).contains("--limit"), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("--limit"),
+        "{}",
+        text(&output.stderr)
+    );
 }

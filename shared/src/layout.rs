@@ -33,7 +33,9 @@ impl CharSpan {
     }
 
     pub fn overlap(&self, other: &CharSpan) -> usize {
-        self.end.min(other.end).saturating_sub(self.start.max(other.start))
+        self.end
+            .min(other.end)
+            .saturating_sub(self.start.max(other.start))
     }
 }
 
@@ -101,11 +103,18 @@ impl PromptLayout {
     /// Returns a copy with every span moved right by `offset` characters.
     pub fn shifted(&self, offset: usize) -> Self {
         Self {
-            regions: self.regions.iter().map(|(r, s)| (*r, s.shifted(offset))).collect(),
+            regions: self
+                .regions
+                .iter()
+                .map(|(r, s)| (*r, s.shifted(offset)))
+                .collect(),
             fields: self
                 .fields
                 .iter()
-                .map(|f| FieldSpan { field: f.field.clone(), span: f.span.shifted(offset) })
+                .map(|f| FieldSpan {
+                    field: f.field.clone(),
+                    span: f.span.shifted(offset),
+                })
                 .collect(),
         }
     }

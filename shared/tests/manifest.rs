@@ -25,6 +25,8 @@ fn manifest() -> Manifest {
         plan: json!({"samples": 25000, "shards": 250}),
         gaze_version: "0.1.0".to_string(),
         models: BTreeMap::from([("llama".to_string(), "9999999999999999".to_string())]),
+        vignettes: None,
+        created_at: None,
     }
 }
 

@@ -141,6 +141,8 @@ async fn s3_manifest_is_created_once() {
         plan: serde_json::json!({}),
         gaze_version: "0.1.0".to_string(),
         models: Default::default(),
+        vignettes: None,
+        created_at: None,
     };
     assert_eq!(
         write_or_check_manifest(&store, &manifest).await.unwrap(),

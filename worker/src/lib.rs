@@ -9,6 +9,7 @@ pub mod model;
 pub mod probe;
 pub mod prompt;
 pub mod serve;
+pub mod shard;
 pub mod testmodel;
 
 pub use engine::Engine;

@@ -2,6 +2,8 @@
 
 pub mod export;
 pub mod plan;
+pub mod run;
+pub mod run_summary;
 // TODO: drop the allow once main.rs offers `gaze submit` and `gaze status`.
 #[allow(dead_code, unused_imports)]
 pub mod status;

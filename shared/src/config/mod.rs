@@ -19,7 +19,7 @@ mod study;
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use attention::{AttentionConfig, IndexSelection, SelectionError};
 pub use decision::DecisionConfig;
@@ -35,7 +35,7 @@ pub use study::{StudySection, is_identifier};
 use error::Checker;
 
 /// A parsed and validated study config.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StudyConfig {
     pub study: StudySection,

@@ -11,7 +11,7 @@ use super::error::{Checker, ConfigError};
 use super::study::check_identifier;
 
 /// One model that runs the whole plan.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// Identifier used in object keys and table columns: `[A-Za-z0-9_-]+`,
@@ -157,6 +157,13 @@ impl fmt::Display for DeviceList {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names: Vec<String> = self.0.iter().map(Device::to_string).collect();
         write!(f, "{}", names.join(","))
+    }
+}
+
+impl Serialize for DeviceList {
+    /// Writes the devices as a list of strings, as the config file may.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(Device::to_string))
     }
 }
 

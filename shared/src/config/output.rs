@@ -3,12 +3,12 @@
 
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::error::{Checker, ConfigError};
 use crate::queue::redact_url;
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
     /// The result store, as [`crate::store::Store::open`] takes it: a folder,
@@ -77,7 +77,7 @@ pub(crate) fn check_store_url(text: &str) -> Result<(), String> {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
     /// `"embedded"` for the in-process queue, or a `redis://` / `rediss://` URL.

@@ -44,11 +44,13 @@
 //! The queue cannot stop a stale worker that checked `still_owner` just
 //! before it was paused from writing afterwards, because no check in Redis
 //! is atomic with a write to object storage. Exactly-once results therefore
-//! rest on the store. Each lease writes its data under a path of its own
-//! (from the study, shard, attempt and consumer). The commit marker is
-//! created only if absent (a conditional put) and names the attempt whose
-//! data it commits. The first lease to commit wins, and a later commit finds the
-//! marker and discards its data. `still_owner` only saves the wasted upload.
+//! rest on the store (see `store::shard_commit`). Each lease writes its data
+//! under a path of its own (from the shard, the consumer, the attempt and a
+//! nonce). A claim created only if absent (a conditional put) names the
+//! attempt whose data becomes the shard; the first lease to claim wins, and
+//! a later one finds the claim and discards its data. Whoever copies data to
+//! the final keys copies the winner's. `still_owner` only saves the wasted
+//! upload.
 
 mod embedded;
 mod error;

@@ -12,6 +12,8 @@ pub enum Operation {
     Read,
     Write,
     List,
+    Copy,
+    Delete,
 }
 
 impl Operation {
@@ -20,6 +22,8 @@ impl Operation {
             Operation::Read => "reading",
             Operation::Write => "writing",
             Operation::List => "listing",
+            Operation::Copy => "copying",
+            Operation::Delete => "deleting",
         }
     }
 }
@@ -87,6 +91,25 @@ pub enum StoreError {
         reason: String,
     },
 
+    #[error(
+        "the claim {key} in store {url} is unreadable ({reason}); delete it and its shard runs again"
+    )]
+    CorruptClaim {
+        key: String,
+        url: String,
+        reason: String,
+    },
+
+    #[error(
+        "the claim {claim} in store {url} names staged tables that are gone ({staged}); \
+         delete the claim and its shard runs again"
+    )]
+    StagingMissing {
+        claim: String,
+        staged: String,
+        url: String,
+    },
+
     #[error(transparent)]
     ManifestMismatch(Box<ManifestMismatch>),
 }
@@ -107,7 +130,8 @@ const CREDENTIAL_ERRORS: [&str; 6] = [
 fn hint(operation: Operation, source: &object_store::Error) -> &'static str {
     let text = source.to_string();
     let missing_bucket = text.contains("NoSuchBucket")
-        || (operation != Operation::Read && matches!(source, object_store::Error::NotFound { .. }));
+        || (matches!(operation, Operation::Write | Operation::List)
+            && matches!(source, object_store::Error::NotFound { .. }));
     let refused = matches!(
         source,
         object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }

@@ -29,6 +29,16 @@ pub struct Manifest {
     pub gaze_version: String,
     /// Each model id with the fingerprint of its weights, config and tokenizer.
     pub models: BTreeMap<String, String>,
+    /// The vignette file's text, so that a worker on another machine can
+    /// rebuild the plan from the manifest alone. `None` in manifests
+    /// written before it was recorded.
+    #[serde(default)]
+    pub vignettes: Option<String>,
+    /// When the study started, as `YYYY-MM-DDTHH:MM:SSZ` (UTC). Its date is
+    /// the one chat templates' `strftime_now` formats, so that prompts do
+    /// not change from one day to the next. `None` in older manifests.
+    #[serde(default)]
+    pub created_at: Option<String>,
 }
 
 /// One difference between a study's stored manifest and a new run's.

@@ -7,6 +7,8 @@
 //! <root>/<study>/manifest.json
 //! <root>/<study>/<table>/<model>-shard-<id>.parquet
 //! <root>/<study>/commits/<model>-shard-<id>.json
+//! <root>/<study>/claims/<model>-shard-<id>.json
+//! <root>/<study>/staging/<model>-shard-<id>/<attempt>/<table>.parquet
 //! ```
 //!
 //! - `<root>` is the store URL: a folder, `s3://bucket/prefix` or
@@ -26,6 +28,10 @@
 //!   whatever else exists; readers skip its files, and the coordinator runs
 //!   it again. A retry writes the same keys, so it replaces the files of a
 //!   failed attempt instead of adding to them.
+//! - `claims/` and `staging/` belong to the exactly-once commit of
+//!   `gaze run` ([`StagedShard::commit`]): each attempt stages its tables
+//!   under its own prefix, the first to create the claim wins, and only the
+//!   winner's bytes are copied to the final keys before the marker.
 //!
 //! Study and model ids are limited to `[A-Za-z0-9_-]` and table names come
 //! from a closed enum, so every key stays inside its study's folder.
@@ -35,6 +41,7 @@ mod error;
 mod keys;
 mod manifest;
 mod open;
+mod shard_commit;
 mod write;
 
 pub use commit::{
@@ -51,4 +58,8 @@ pub use manifest::{
     write_or_check_manifest,
 };
 pub use open::{Store, StoreOptions};
-pub use write::{TableWritten, UPLOAD_PART_BYTES, write_shard, write_table};
+pub use shard_commit::{
+    AttemptToken, CLAIMS_FOLDER, CommitOutcome, STAGING_FOLDER, ShardClaim, StagedShard, claim_key,
+    claim_shard, finish_claimed, read_claim, shard_staging_folder, stage_shard, staged_table_key,
+};
+pub use write::{TableWritten, UPLOAD_PART_BYTES, write_shard, write_table, write_table_at};

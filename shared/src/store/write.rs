@@ -44,7 +44,19 @@ pub async fn write_table(
     table: Table,
     batches: &[RecordBatch],
 ) -> Result<TableWritten, StoreError> {
-    let key = shard.table_object(table);
+    write_table_at(store, &shard.table_object(table), table, batches).await
+}
+
+/// Writes `batches` as a Parquet object of `table` at `key`, as
+/// [`write_table`] does at the shard's final key; the shard commit protocol
+/// uses it for its staging keys.
+pub async fn write_table_at(
+    store: &Store,
+    key: &Path,
+    table: Table,
+    batches: &[RecordBatch],
+) -> Result<TableWritten, StoreError> {
+    let key = key.clone();
     let first = batches.first().ok_or_else(|| StoreError::NoBatches {
         key: key.to_string(),
     })?;
@@ -62,7 +74,7 @@ pub async fn write_table(
     match write_all(&mut writer, batches).await {
         Ok(rows) => {
             let bytes = writer.bytes_written() as u64;
-            tracing::debug!(shard = %shard, table = %table, rows, bytes, "wrote table");
+            tracing::debug!(object = %key, table = %table, rows, bytes, "wrote table");
             Ok(TableWritten { rows, bytes })
         }
         Err(source) => {

@@ -258,6 +258,8 @@ pub fn manifest(study_name: &str) -> Manifest {
         plan: serde_json::json!({"samples": 10}),
         gaze_version: "0.1.0".to_string(),
         models: BTreeMap::from([("llama".to_string(), "fedcba9876543210".to_string())]),
+        vignettes: None,
+        created_at: None,
     }
 }
 
