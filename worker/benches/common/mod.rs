@@ -1,0 +1,3 @@
+//! Code shared by the worker benches.
+
+pub mod bench_model;
