@@ -165,6 +165,33 @@ fn missing_weights_name_path() {
 }
 
 #[test]
+fn truncated_weights_name_folder_and_fix() {
+    let dir = write(&tiny_llama());
+    let weights = dir.path().join("model.safetensors");
+    let length = std::fs::metadata(&weights).unwrap().len();
+    std::fs::File::options()
+        .write(true)
+        .open(&weights)
+        .unwrap()
+        .set_len(length / 2)
+        .unwrap();
+
+    let message = load_error(&dir);
+
+    assert!(
+        message.contains(&format!(
+            "cannot read the safetensors weights in {}",
+            dir.path().display()
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains("copy or download the model again"),
+        "{message}"
+    );
+}
+
+#[test]
 fn missing_shard_names_path() {
     let dir = write(&RandomModel {
         shards: 2,
