@@ -331,3 +331,24 @@ fn chat_template_jinja_file_wins() {
     std::fs::write(dir.path().join("chat_template.jinja"), "{{ messages }}").unwrap();
     assert_eq!(load(&dir).chat_template(), Some("{{ messages }}"));
 }
+
+#[test]
+fn capture_layer_out_of_range_names_valid_range() {
+    let config = config_with(json!({})).unwrap();
+    let count = config.num_hidden_layers;
+    let spec = CaptureSpec {
+        layers: vec![count],
+        heads: vec![0],
+        ..CaptureSpec::default()
+    };
+
+    let message = spec.validate(&config).unwrap_err().to_string();
+
+    assert_eq!(
+        message,
+        format!(
+            "capture layer {count} does not exist: the model has {count} layers, 0 to {}; pick a smaller index",
+            count - 1
+        )
+    );
+}
