@@ -251,6 +251,23 @@ fn changed_config_rejected_unless_renamed() {
 }
 
 #[test]
+fn layer_out_of_range_leaves_study_unstarted() {
+    let study = StudyDir::new(&Settings {
+        layers: "[0, 99]",
+        ..Settings::default()
+    });
+    let rejected = study.run(&["--limit", "8"]);
+    assert!(!rejected.status.success());
+    let stderr = text(&rejected.stderr);
+    assert!(stderr.contains("layer 99"), "{stderr}");
+
+    // The corrected config starts the study instead of being rejected as
+    // a change of the study's inputs.
+    study.write_config(&Settings::default());
+    assert_success(&study.run(&["--limit", "8"]));
+}
+
+#[test]
 fn export_writes_the_run_samples_as_json_lines() {
     let study = StudyDir::new(&Settings::default());
     assert_success(&study.run(&["--limit", "16"]));
