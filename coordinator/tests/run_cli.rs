@@ -291,6 +291,27 @@ fn export_writes_the_run_samples_as_json_lines() {
 }
 
 #[test]
+fn export_into_missing_folder_names_out_and_fix() {
+    let study = StudyDir::new(&Settings::default());
+    assert_success(&study.run(&["--limit", "8"]));
+    let out = study.dir.path().join("absent").join("samples.csv");
+
+    let output = gaze_command()
+        .args(["export", study.store().to_str().unwrap(), STUDY])
+        .args(["--table", "samples", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!("cannot write --out {}", out.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("check that its folder exists"), "{stderr}");
+}
+
+#[test]
 fn store_under_a_file_fails_before_any_work() {
     let study = StudyDir::new(&Settings::default());
     let blocker = study.dir.path().join("blocker");
