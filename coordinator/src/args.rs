@@ -19,7 +19,8 @@ pub struct OverrideArgs {
     pub model: Option<String>,
 
     /// Use only the first N samples of the plan. The plan and its
-    /// fingerprint stay the same, so a later run can do the rest.
+    /// fingerprint stay the same, so a later run can do the rest. `gaze run`
+    /// rounds N up to whole shards (output.samples_per_shard).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
 
@@ -33,7 +34,8 @@ pub struct OverrideArgs {
     pub batch_size: Option<usize>,
 
     /// Redis URL of the shard queue, replacing queue.url: redis://HOST:PORT,
-    /// or rediss:// for TLS.
+    /// or rediss:// for TLS. `gaze run` does not use it: it always runs an
+    /// in-process queue.
     #[arg(long, env = "GAZE_REDIS", value_name = "URL", hide_env_values = true)]
     pub redis: Option<String>,
 }

@@ -55,12 +55,12 @@ fn main() -> ExitCode {
         Command::Status(args) => block_on(commands::status::run(args)),
     };
 
-    // Print the error and its causes on one line each, without a backtrace:
-    // the messages name the value and the fix, which is what a user needs.
+    // Print the error and its causes on one line, without a backtrace: the
+    // messages name the value and the fix, which is what a user needs.
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", gaze_shared::error_report::error_report(&err));
             ExitCode::FAILURE
         }
     }

@@ -14,6 +14,16 @@ fn demo_config() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/uk-immigration.toml")
 }
 
+/// A model folder that does not exist, standing in for the demo's
+/// models/test-model, which exists once scripts/demo.sh has run.
+fn absent_model(dir: &tempfile::TempDir) -> String {
+    dir.path()
+        .join("absent-model")
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
 /// Runs `gaze` with `args`, no `GAZE_*` variables from the caller, and `env` set.
 fn gaze(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gaze"));
@@ -38,8 +48,10 @@ fn text(bytes: &[u8]) -> String {
 #[test]
 fn plan_prints_demo_summary() {
     let config = demo_config();
+    let dir = tempfile::tempdir().unwrap();
+    let model = absent_model(&dir);
 
-    let output = gaze(&["plan", config.to_str().unwrap()], &[]);
+    let output = gaze(&["plan", config.to_str().unwrap(), "--model", &model], &[]);
 
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "stderr: {}", text(&output.stderr));
@@ -60,9 +72,19 @@ fn plan_prints_demo_summary() {
 #[test]
 fn plan_json_reports_counts_and_missing_model() {
     let config = demo_config();
+    let dir = tempfile::tempdir().unwrap();
+    let model = absent_model(&dir);
 
     let output = gaze(
-        &["plan", config.to_str().unwrap(), "--json", "--limit", "300"],
+        &[
+            "plan",
+            config.to_str().unwrap(),
+            "--json",
+            "--limit",
+            "300",
+            "--model",
+            &model,
+        ],
         &[],
     );
 

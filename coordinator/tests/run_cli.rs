@@ -251,6 +251,23 @@ fn changed_config_rejected_unless_renamed() {
 }
 
 #[test]
+fn layer_out_of_range_leaves_study_unstarted() {
+    let study = StudyDir::new(&Settings {
+        layers: "[0, 99]",
+        ..Settings::default()
+    });
+    let rejected = study.run(&["--limit", "8"]);
+    assert!(!rejected.status.success());
+    let stderr = text(&rejected.stderr);
+    assert!(stderr.contains("layer 99"), "{stderr}");
+
+    // The corrected config starts the study instead of being rejected as
+    // a change of the study's inputs.
+    study.write_config(&Settings::default());
+    assert_success(&study.run(&["--limit", "8"]));
+}
+
+#[test]
 fn export_writes_the_run_samples_as_json_lines() {
     let study = StudyDir::new(&Settings::default());
     assert_success(&study.run(&["--limit", "16"]));
@@ -271,6 +288,27 @@ fn export_writes_the_run_samples_as_json_lines() {
         .collect();
     ids.sort_unstable();
     assert_eq!(ids, (0..16).collect::<Vec<i64>>());
+}
+
+#[test]
+fn export_into_missing_folder_names_out_and_fix() {
+    let study = StudyDir::new(&Settings::default());
+    assert_success(&study.run(&["--limit", "8"]));
+    let out = study.dir.path().join("absent").join("samples.csv");
+
+    let output = gaze_command()
+        .args(["export", study.store().to_str().unwrap(), STUDY])
+        .args(["--table", "samples", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!("cannot write --out {}", out.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("check that its folder exists"), "{stderr}");
 }
 
 #[test]

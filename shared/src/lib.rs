@@ -4,6 +4,7 @@
 //! Each concept lives in its own folder so that a reader finds it by name.
 
 pub mod config;
+pub mod error_report;
 pub mod layout;
 pub mod plan;
 pub mod queue;

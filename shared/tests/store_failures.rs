@@ -42,6 +42,25 @@ fn folder_under_a_file_is_a_clear_error() {
 }
 
 #[test]
+fn store_path_that_is_a_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, b"x").unwrap();
+
+    let error = Store::open(file.to_str().unwrap()).unwrap_err();
+
+    assert!(matches!(error, StoreError::NotAFolder { .. }), "{error}");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "the store path {} is a file, not a folder; pass a folder for the tables, such as gaze-output",
+            file.display()
+        )
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"x", "the file is untouched");
+}
+
+#[test]
 fn missing_folder_without_create_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("absent");

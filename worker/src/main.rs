@@ -113,7 +113,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", gaze_shared::error_report::error_report(&error));
             ExitCode::FAILURE
         }
     }

@@ -165,6 +165,33 @@ fn missing_weights_name_path() {
 }
 
 #[test]
+fn truncated_weights_name_folder_and_fix() {
+    let dir = write(&tiny_llama());
+    let weights = dir.path().join("model.safetensors");
+    let length = std::fs::metadata(&weights).unwrap().len();
+    std::fs::File::options()
+        .write(true)
+        .open(&weights)
+        .unwrap()
+        .set_len(length / 2)
+        .unwrap();
+
+    let message = load_error(&dir);
+
+    assert!(
+        message.contains(&format!(
+            "cannot read the safetensors weights in {}",
+            dir.path().display()
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains("copy or download the model again"),
+        "{message}"
+    );
+}
+
+#[test]
 fn missing_shard_names_path() {
     let dir = write(&RandomModel {
         shards: 2,
@@ -303,4 +330,25 @@ fn chat_template_jinja_file_wins() {
     let dir = write(&tiny_llama());
     std::fs::write(dir.path().join("chat_template.jinja"), "{{ messages }}").unwrap();
     assert_eq!(load(&dir).chat_template(), Some("{{ messages }}"));
+}
+
+#[test]
+fn capture_layer_out_of_range_names_valid_range() {
+    let config = config_with(json!({})).unwrap();
+    let count = config.num_hidden_layers;
+    let spec = CaptureSpec {
+        layers: vec![count],
+        heads: vec![0],
+        ..CaptureSpec::default()
+    };
+
+    let message = spec.validate(&config).unwrap_err().to_string();
+
+    assert_eq!(
+        message,
+        format!(
+            "capture layer {count} does not exist: the model has {count} layers, 0 to {}; pick a smaller index",
+            count - 1
+        )
+    );
 }

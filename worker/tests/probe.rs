@@ -152,7 +152,7 @@ fn out_of_range_layer_rejected_with_count() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("layer 9"), "{stderr}");
-    assert!(stderr.contains("0..4"), "{stderr}");
+    assert!(stderr.contains("4 layers, 0 to 3"), "{stderr}");
 }
 
 #[cfg(not(feature = "cuda"))]

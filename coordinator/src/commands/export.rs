@@ -92,8 +92,12 @@ async fn export_to_file(
     partial.push(".partial");
     let partial = PathBuf::from(partial);
 
-    let file =
-        File::create(&partial).with_context(|| format!("cannot create {}", partial.display()))?;
+    let file = File::create(&partial).with_context(|| {
+        format!(
+            "cannot write --out {}; check that its folder exists and that you can write to it",
+            path.display()
+        )
+    })?;
     let written = write_export(store, study, args, file).await;
     if written.is_err() {
         let _ = std::fs::remove_file(&partial);

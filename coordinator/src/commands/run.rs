@@ -138,6 +138,7 @@ async fn prepare(args: &RunArgs) -> anyhow::Result<Study> {
     }
 
     let statuses = model_statuses(&config)?;
+    check_attention_fits(&config)?;
     let pairs: Vec<_> = config.models.iter().zip(&statuses).collect();
     let fingerprint = Fingerprint::compute(&config, &vignettes, &pairs);
     let study = StudyId::new(&config.study.name)?;
@@ -226,6 +227,25 @@ fn model_statuses(config: &StudyConfig) -> anyhow::Result<Vec<ModelStatus>> {
             Ok(status)
         })
         .collect()
+}
+
+/// Checks the attention layers and heads against each model's config.json
+/// before the manifest is written, so that a run rejected for them leaves
+/// no manifest behind and the corrected config can start the study.
+fn check_attention_fits(config: &StudyConfig) -> anyhow::Result<()> {
+    let attention = &config.attention;
+    for model in &config.models {
+        let path = model.path.join("config.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let model_config = gaze_worker::model::ModelConfig::from_json(&text)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        attention
+            .resolve_layers(model_config.num_hidden_layers)
+            .and_then(|_| attention.resolve_heads(model_config.num_attention_heads))
+            .with_context(|| format!("the attention selection does not fit model {}", model.id))?;
+    }
+    Ok(())
 }
 
 /// Runs every pending shard of one model with one worker per device.

@@ -62,7 +62,9 @@ pub async fn print_summary(
     if stopped {
         println!("Stopped early; rerun the same command to go on.");
     }
-    println!("Study {study} ({} models)", config.models.len());
+    let models = config.models.len();
+    let noun = if models == 1 { "model" } else { "models" };
+    println!("Study {study} ({models} {noun})");
     println!("  samples            {samples} committed ({planned} planned per model in this run)");
     println!("  attention samples  {attention}");
     let by_label: Vec<String> = decisions

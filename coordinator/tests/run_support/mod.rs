@@ -28,6 +28,8 @@ pub struct Settings {
     pub max_new_tokens: usize,
     pub store_rows: bool,
     pub system: &'static str,
+    /// TOML value of `attention.layers`.
+    pub layers: &'static str,
 }
 
 impl Default for Settings {
@@ -38,6 +40,7 @@ impl Default for Settings {
             max_new_tokens: 12,
             store_rows: false,
             system: "You are a caseworker for UK Visas and Immigration.",
+            layers: r#""all""#,
         }
     }
 }
@@ -92,6 +95,7 @@ labels = ["GRANTED", "REFUSED"]
 
 [attention]
 sample_rate = {sample_rate}
+layers = {layers}
 steps = 2
 decision_step = true
 top_k = 5
@@ -106,6 +110,7 @@ samples_per_shard = {samples_per_shard}
             max_new_tokens = settings.max_new_tokens,
             sample_rate = settings.sample_rate,
             store_rows = settings.store_rows,
+            layers = settings.layers,
             samples_per_shard = settings.samples_per_shard,
         );
         std::fs::write(self.config(), config).unwrap();

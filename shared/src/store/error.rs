@@ -40,6 +40,12 @@ pub enum StoreError {
     )]
     CreateFolder { path: PathBuf, source: io::Error },
 
+    #[error(
+        "the store path {} is a file, not a folder; pass a folder for the tables, such as gaze-output",
+        path.display()
+    )]
+    NotAFolder { path: PathBuf },
+
     #[error("the store folder {} does not exist; check the path or run the study first", path.display())]
     MissingFolder { path: PathBuf },
 

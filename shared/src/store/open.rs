@@ -237,6 +237,9 @@ fn open_local(url: &str, path: &FsPath, options: &StoreOptions) -> Result<Store,
         path: path.to_path_buf(),
         source,
     })?;
+    if path.exists() && !path.is_dir() {
+        return Err(StoreError::NotAFolder { path });
+    }
     if options.create {
         std::fs::create_dir_all(&path).map_err(|source| StoreError::CreateFolder {
             path: path.clone(),

@@ -91,7 +91,7 @@ pub struct SampleRecord {
     pub label_mass: Option<f32>,
     pub prompt_tokens: i32,
     pub generated_tokens: i32,
-    /// Reason decoding stopped, such as `eos` or `max_tokens`.
+    /// Reason decoding stopped, such as `eos` or `max_new_tokens`.
     pub stop_reason: String,
     /// Sampling seed; must be below 2^63 because Parquet readers do not all
     /// read unsigned integers.

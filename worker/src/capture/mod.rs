@@ -32,9 +32,15 @@ pub struct CaptureSpec {
 /// A capture request that does not fit the model.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
-    #[error("capture layer {layer} does not exist; the model has layers 0..{count}")]
+    #[error(
+        "capture layer {layer} does not exist: the model has {count} layers, 0 to {}; pick a smaller index",
+        count.saturating_sub(1)
+    )]
     Layer { layer: usize, count: usize },
-    #[error("capture head {head} does not exist; the model has heads 0..{count}")]
+    #[error(
+        "capture head {head} does not exist: the model has {count} query heads, 0 to {}; pick a smaller index",
+        count.saturating_sub(1)
+    )]
     Head { head: usize, count: usize },
     /// An internal invariant broke: a pad key received attention.
     #[error(

@@ -40,6 +40,11 @@ pub enum ModelError {
     #[error("invalid config.json: {message}")]
     InvalidConfig { message: String },
 
+    #[error(
+        "cannot read the safetensors weights in {dir}: {message}; a file is truncated or damaged, so copy or download the model again"
+    )]
+    Weights { dir: PathBuf, message: String },
+
     #[error("tensor {name} not found in the safetensors files of {dir}")]
     MissingTensor { name: String, dir: PathBuf },
 

@@ -51,7 +51,11 @@ impl LoadedModel {
         let dtype = dtype.resolve(device, config.dtype.as_deref());
         // SAFETY: the files are mapped read-only; changing them while the
         // worker runs is undefined behaviour, as for every mmap-based loader.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files.weights, dtype, device)? };
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files.weights, dtype, device) }
+            .map_err(|error| ModelError::Weights {
+                dir: files.dir.clone(),
+                message: error.to_string(),
+            })?;
         let weights = Weights {
             vb,
             dir: files.dir.clone(),
