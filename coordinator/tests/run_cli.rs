@@ -268,6 +268,27 @@ fn layer_out_of_range_leaves_study_unstarted() {
 }
 
 #[test]
+fn failed_load_leaves_study_restartable() {
+    let study = StudyDir::new(&Settings::default());
+    let tokenizer = study.dir.path().join("model/tokenizer.json");
+    let original = std::fs::read(&tokenizer).unwrap();
+    // The model identity only hashes tokenizer.json, so a broken one is
+    // found when the engine loads the model, after the manifest is written.
+    std::fs::write(&tokenizer, br#"{"version": "1.0"}"#).unwrap();
+    let failed = study.run(&["--limit", "8"]);
+    assert!(!failed.status.success());
+    let stderr = text(&failed.stderr);
+    assert!(stderr.contains("cannot load tokenizer"), "{stderr}");
+    assert!(study.store().join(STUDY).join("manifest.json").exists());
+
+    // The repaired model changes the fingerprint, but the study has no
+    // committed or claimed shard, so the run takes the study's name.
+    std::fs::write(&tokenizer, &original).unwrap();
+    assert_success(&study.run(&["--limit", "8"]));
+    assert_eq!(sample_ids(&study.table(STUDY, Table::Samples)).len(), 8);
+}
+
+#[test]
 fn export_writes_the_run_samples_as_json_lines() {
     let study = StudyDir::new(&Settings::default());
     assert_success(&study.run(&["--limit", "16"]));

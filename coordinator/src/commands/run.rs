@@ -24,7 +24,7 @@ use gaze_shared::queue::{
 };
 use gaze_shared::store::{
     Manifest, ModelId, Store, StoreError, StudyId, committed_shards, read_manifest,
-    write_or_check_manifest,
+    replace_manifest_without_results, write_or_check_manifest,
 };
 use gaze_shared::vignettes::VignetteSet;
 use gaze_worker::Engine;
@@ -174,14 +174,19 @@ async fn prepare(args: &RunArgs) -> anyhow::Result<Study> {
         ),
         created_at: Some(utc_timestamp(SystemTime::now())),
     };
-    write_or_check_manifest(&store, &manifest)
-        .await
-        .map_err(|error| match error {
-            StoreError::ManifestMismatch(_) => anyhow::Error::new(error).context(format!(
-                "cannot resume study {study}; to run these inputs as a new study, pass --study {study}-2 (or another new name)"
-            )),
-            other => other.into(),
-        })?;
+    match write_or_check_manifest(&store, &manifest).await {
+        Ok(_) => {}
+        Err(error @ StoreError::ManifestMismatch(_)) => {
+            // A study that failed before committing anything holds no results
+            // to protect, so the corrected inputs may take its name.
+            if !replace_manifest_without_results(&store, &manifest).await? {
+                return Err(anyhow::Error::new(error).context(format!(
+                    "cannot resume study {study}; to run these inputs as a new study, pass --study {study}-2 (or another new name)"
+                )));
+            }
+        }
+        Err(other) => return Err(other.into()),
+    }
     let stored = read_manifest(&store, &study)
         .await?
         .context("the manifest was written and is gone")?;

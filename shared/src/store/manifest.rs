@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use bytes::Bytes;
+use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::error::StoreError;
@@ -246,6 +247,37 @@ pub async fn write_or_check_manifest(
         })?;
     check_manifest(&existing, manifest).map_err(|m| StoreError::ManifestMismatch(Box::new(m)))?;
     Ok(ManifestStatus::Matches)
+}
+
+/// Replaces a study's manifest when the study has no results yet: no commit
+/// marker and no claim. Returns `false`, and writes nothing, otherwise.
+///
+/// A run that fails after writing its manifest (a model that does not load,
+/// say) leaves a study with a manifest and nothing else; this lets the
+/// corrected inputs start it under the same name. A claim counts as a result
+/// because the next attempt would publish its staged tables.
+/// NOTE: only for one process that owns the study, as `gaze run` does; a
+/// worker of another process could claim a shard between the listing and the
+/// write.
+pub async fn replace_manifest_without_results(
+    store: &Store,
+    manifest: &Manifest,
+) -> Result<bool, StoreError> {
+    let keys = StudyKeys::new(manifest.study.clone());
+    let claims = Path::from_iter([manifest.study.as_str(), super::shard_commit::CLAIMS_FOLDER]);
+    if !store.list_names(&keys.commits_folder()).await?.is_empty()
+        || !store.list_names(&claims).await?.is_empty()
+    {
+        return Ok(false);
+    }
+
+    let json = serde_json::to_vec_pretty(manifest).expect("a manifest always serializes to JSON");
+    store.put(&keys.manifest(), Bytes::from(json)).await?;
+    tracing::warn!(
+        study = %manifest.study, fingerprint = %manifest.fingerprint,
+        "replaced the manifest of a study that had no committed or claimed shards"
+    );
+    Ok(true)
 }
 
 /// Reads a study's manifest, or `None` for a study that was never started.

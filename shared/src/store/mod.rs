@@ -55,7 +55,7 @@ pub use keys::{
 };
 pub use manifest::{
     Manifest, ManifestChange, ManifestMismatch, ManifestStatus, check_manifest, read_manifest,
-    write_or_check_manifest,
+    replace_manifest_without_results, write_or_check_manifest,
 };
 pub use open::{Store, StoreOptions};
 pub use shard_commit::{
