@@ -62,7 +62,11 @@ fn bench_generate(c: &mut Criterion) {
         b.iter(|| engine.generate(&requests, &settings, &capture_all).unwrap())
     });
     group.bench_function("capture_demo_first_3_steps", |b| {
-        b.iter(|| engine.generate(&requests, &settings, &capture_demo).unwrap())
+        b.iter(|| {
+            engine
+                .generate(&requests, &settings, &capture_demo)
+                .unwrap()
+        })
     });
     group.finish();
 }

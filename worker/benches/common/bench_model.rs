@@ -68,6 +68,9 @@ pub fn write(dir: &Path) -> anyhow::Result<()> {
         "top_p": TOP_P,
         "top_k": null,
     });
-    std::fs::write(dir.join("bench.json"), serde_json::to_string_pretty(&bench)?)
-        .context("writing bench.json")
+    std::fs::write(
+        dir.join("bench.json"),
+        serde_json::to_string_pretty(&bench)?,
+    )
+    .context("writing bench.json")
 }
