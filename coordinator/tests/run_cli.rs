@@ -239,6 +239,7 @@ fn changed_config_rejected_unless_renamed() {
     for part in ["config.prompt changed", "--study uk-demo-2"] {
         assert!(stderr.contains(part), "stderr lacks {part:?}:\n{stderr}");
     }
+    assert_eq!(stderr.matches("uk-demo-2").count(), 1, "{stderr}");
 
     let renamed = study.run(&["--limit", "8", "--study", "uk-demo-strict"]);
     assert_success(&renamed);
@@ -265,6 +266,25 @@ fn layer_out_of_range_leaves_study_unstarted() {
     // a change of the study's inputs.
     study.write_config(&Settings::default());
     assert_success(&study.run(&["--limit", "8"]));
+}
+
+#[test]
+fn missing_model_folder_names_the_fixes() {
+    let study = StudyDir::new(&Settings::default());
+    let model = study.dir.path().join("model");
+    let moved = study.dir.path().join("model-elsewhere");
+    std::fs::rename(&model, &moved).unwrap();
+
+    let rejected = study.run(&["--limit", "8"]);
+    assert!(!rejected.status.success());
+    let stderr = text(&rejected.stderr);
+    assert!(stderr.contains(model.to_str().unwrap()), "{stderr}");
+    assert!(stderr.contains("--model"), "{stderr}");
+    assert!(stderr.contains("make-test-model"), "{stderr}");
+    assert!(!study.store().join(STUDY).join("manifest.json").exists());
+
+    let moved_arg = format!("test-model={}", moved.display());
+    assert_success(&study.run(&["--limit", "8", "--model", &moved_arg]));
 }
 
 #[test]

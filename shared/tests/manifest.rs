@@ -63,7 +63,7 @@ fn changed_vignettes_are_named() {
     let message = mismatch.to_string();
     assert!(message.starts_with("study uk-bias was started with other inputs: vignettes changed (333333333333 -> 444444444444)"), "{message}");
     assert!(
-        message.contains("name a new study (such as uk-bias-2)"),
+        message.contains("set study.name to a new name (such as uk-bias-2)"),
         "{message}"
     );
 }

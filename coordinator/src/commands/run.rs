@@ -18,12 +18,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use gaze_shared::config::{ModelConfig, QueueLocation, StudyConfig, is_identifier};
-use gaze_shared::plan::{Fingerprint, ModelStatus, Plan, PlanSummary, model_status};
+use gaze_shared::plan::{Fingerprint, Plan};
 use gaze_shared::queue::{
     EmbeddedBroker, Heartbeat, Job, JobQueue, LeaseSettings, ReleaseReason, StudyId as QueueStudy,
 };
 use gaze_shared::store::{
-    Manifest, ModelId, Store, StoreError, StudyId, committed_shards, read_manifest,
+    ModelId, Store, StoreError, StudyId, committed_shards, read_manifest,
     replace_manifest_without_results, write_or_check_manifest,
 };
 use gaze_shared::vignettes::VignetteSet;
@@ -36,6 +36,7 @@ use tracing::{info, warn};
 
 use crate::args::{OverrideArgs, load_config};
 use crate::commands::run_summary::{RunTotals, print_summary};
+use crate::commands::study::LoadedStudy;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -119,70 +120,26 @@ async fn prepare(args: &RunArgs) -> anyhow::Result<Study> {
             "gaze run uses its in-process queue; the Redis queue of queue.url or --redis is not used"
         );
     }
-    let vignettes = VignetteSet::load(&config.study.vignettes)?;
-    let mut plan = Plan::build(&config, &vignettes)?;
-    let summary = PlanSummary::of(&plan, &vignettes);
-    if let Some(limit) = overrides.limit {
-        // A shard is committed once, whole: a shard cut short by the limit
-        // would stay short when a later run raises the limit.
-        let per_shard = u64::from(config.output.samples_per_shard);
-        let whole = limit.div_ceil(per_shard) * per_shard;
-        if whole != limit {
-            info!(
-                limit,
-                samples = whole,
-                "--limit rounded up to whole shards of {per_shard} samples"
-            );
-        }
-        plan.limit(whole);
-    }
-
-    let statuses = model_statuses(&config)?;
-    check_attention_fits(&config)?;
-    let pairs: Vec<_> = config.models.iter().zip(&statuses).collect();
-    let fingerprint = Fingerprint::compute(&config, &vignettes, &pairs);
-    let study = StudyId::new(&config.study.name)?;
-
-    let store = Store::open(&config.store_url())?;
+    let loaded = LoadedStudy::from_config(config, overrides.limit)?;
+    let study = loaded.store_id()?;
+    let store = Store::open(&loaded.config.store_url())?;
     store
         .check_access()
         .await
         .context("the result store cannot be used")?;
-    let manifest = Manifest {
-        study: study.clone(),
-        fingerprint: fingerprint.digest.clone(),
-        fingerprint_parts: fingerprint
-            .parts
-            .iter()
-            .map(|p| (p.name.clone(), p.digest.clone()))
-            .collect(),
-        config: serde_json::to_value(&config).context("the config does not serialise")?,
-        plan: serde_json::to_value(&summary).context("the plan summary does not serialise")?,
-        gaze_version: env!("CARGO_PKG_VERSION").to_string(),
-        models: config
-            .models
-            .iter()
-            .zip(&statuses)
-            .filter_map(|(model, status)| match status {
-                ModelStatus::Present(identity) => Some((model.id.clone(), identity.digest.clone())),
-                ModelStatus::Missing { .. } => None,
-            })
-            .collect(),
-        vignettes: Some(
-            std::fs::read_to_string(&config.study.vignettes)
-                .with_context(|| format!("cannot read {}", config.study.vignettes.display()))?,
-        ),
-        created_at: Some(utc_timestamp(SystemTime::now())),
-    };
+    let manifest = loaded.manifest(SystemTime::now())?;
     match write_or_check_manifest(&store, &manifest).await {
         Ok(_) => {}
-        Err(error @ StoreError::ManifestMismatch(_)) => {
+        Err(StoreError::ManifestMismatch(mismatch)) => {
             // A study that failed before committing anything holds no results
             // to protect, so the corrected inputs may take its name.
             if !replace_manifest_without_results(&store, &manifest).await? {
-                return Err(anyhow::Error::new(error).context(format!(
-                    "cannot resume study {study}; to run these inputs as a new study, pass --study {study}-2 (or another new name)"
-                )));
+                bail!(
+                    "study {study} was started with other inputs: {}. Its results cannot be \
+                     mixed with this run's; pass --study {study}-2 (or another new name) to run \
+                     these inputs as a new study, or restore the inputs it was started with",
+                    mismatch.changes_text()
+                );
             }
         }
         Err(other) => return Err(other.into()),
@@ -196,61 +153,20 @@ async fn prepare(args: &RunArgs) -> anyhow::Result<Study> {
         .and_then(date_of)
         .unwrap_or_else(Date::today_utc);
 
+    let plan = loaded.limited_plan();
     info!(
         study = %study, samples = plan.samples.len(), shards = plan.shards.len(),
-        fingerprint = %fingerprint.digest, store = %store.url, "study ready"
+        fingerprint = %loaded.fingerprint.digest, store = %store.url, "study ready"
     );
     Ok(Study {
-        config,
-        vignettes,
+        config: loaded.config,
+        vignettes: loaded.vignettes,
         plan,
-        fingerprint,
+        fingerprint: loaded.fingerprint,
         study,
         store,
         date,
     })
-}
-
-/// Identifies every model folder; a missing one is an error, because a run
-/// needs the weights.
-fn model_statuses(config: &StudyConfig) -> anyhow::Result<Vec<ModelStatus>> {
-    config
-        .models
-        .iter()
-        .map(|model| {
-            let status = model_status(&model.path)
-                .with_context(|| format!("cannot identify model {}", model.id))?;
-            if let ModelStatus::Missing { path } = &status {
-                bail!(
-                    "model {} has no folder at {}; put the Hugging Face folder there, point --model at it, \
-                     or write the test model with `gaze-worker make-test-model {}`",
-                    model.id,
-                    path.display(),
-                    path.display()
-                );
-            }
-            Ok(status)
-        })
-        .collect()
-}
-
-/// Checks the attention layers and heads against each model's config.json
-/// before the manifest is written, so that a run rejected for them leaves
-/// no manifest behind and the corrected config can start the study.
-fn check_attention_fits(config: &StudyConfig) -> anyhow::Result<()> {
-    let attention = &config.attention;
-    for model in &config.models {
-        let path = model.path.join("config.json");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let model_config = gaze_worker::model::ModelConfig::from_json(&text)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        attention
-            .resolve_layers(model_config.num_hidden_layers)
-            .and_then(|_| attention.resolve_heads(model_config.num_attention_heads))
-            .with_context(|| format!("the attention selection does not fit model {}", model.id))?;
-    }
-    Ok(())
 }
 
 /// Runs every pending shard of one model with one worker per device.
@@ -406,7 +322,7 @@ async fn work(
                     done = progress.position(),
                     total = progress.length().unwrap_or(0),
                     samples_per_s = format!("{:.2}", progress.per_sec()),
-                    "progress"
+                    "shard committed"
                 );
             }
             Err(error) => {

@@ -32,11 +32,19 @@ pub struct LoadedStudy {
 }
 
 impl LoadedStudy {
-    /// Loads the config at `path`, its vignettes and its models' identities,
-    /// and builds the plan. Fails when a model folder is missing, since the
-    /// fingerprint that workers check covers every model's files.
+    /// Loads the config at `path`, applies the overrides and builds the
+    /// study with [`LoadedStudy::from_config`].
     pub fn load(path: &Path, overrides: &Overrides) -> anyhow::Result<LoadedStudy> {
         let config = load_config(path, overrides)?;
+        LoadedStudy::from_config(config, overrides.limit)
+    }
+
+    /// Reads the vignettes and the models' identities of `config` and builds
+    /// the plan. Fails when a model folder is missing, since the fingerprint
+    /// that workers check covers every model's files, and when the attention
+    /// layers or heads do not fit a model, so that a rejected study leaves no
+    /// manifest behind.
+    pub fn from_config(config: StudyConfig, limit: Option<u64>) -> anyhow::Result<LoadedStudy> {
         let vignettes_path = &config.study.vignettes;
         let vignettes_text = std::fs::read_to_string(vignettes_path).with_context(|| {
             format!(
@@ -52,27 +60,15 @@ impl LoadedStudy {
 
         let plan = Plan::build(&config, &vignettes)?;
 
-        let statuses = config
-            .models
+        let statuses = model_statuses(&config)?;
+        let identities = statuses
             .iter()
-            .map(|model| {
-                model_status(&model.path)
-                    .with_context(|| format!("identifying model {:?}", model.id))
+            .filter_map(|status| match status {
+                ModelStatus::Present(identity) => Some(identity.clone()),
+                ModelStatus::Missing { .. } => None,
             })
-            .collect::<anyhow::Result<Vec<ModelStatus>>>()?;
-        let mut identities = Vec::with_capacity(statuses.len());
-        for (model, status) in config.models.iter().zip(&statuses) {
-            match status {
-                ModelStatus::Present(identity) => identities.push(identity.clone()),
-                ModelStatus::Missing { path } => anyhow::bail!(
-                    "the folder of model {:?} was not found at {}: the fingerprint that workers \
-                     check covers the model's files, so pass --model ID=PATH with the folder \
-                     the workers load",
-                    model.id,
-                    path.display()
-                ),
-            }
-        }
+            .collect();
+        check_attention_fits(&config)?;
         let pairs: Vec<_> = config.models.iter().zip(&statuses).collect();
         let fingerprint = Fingerprint::compute(&config, &vignettes, &pairs);
 
@@ -89,7 +85,7 @@ impl LoadedStudy {
             vignettes_text,
             vignettes,
             plan,
-            limit: overrides.limit,
+            limit,
             fingerprint,
             identities,
         })
@@ -150,6 +146,49 @@ impl LoadedStudy {
             created_at: Some(utc_timestamp(now)),
         })
     }
+}
+
+/// Identifies every model folder. A missing one is an error, because the
+/// fingerprint covers the weights and a run needs them.
+fn model_statuses(config: &StudyConfig) -> anyhow::Result<Vec<ModelStatus>> {
+    config
+        .models
+        .iter()
+        .map(|model| {
+            let status = model_status(&model.path)
+                .with_context(|| format!("identifying model {:?}", model.id))?;
+            if let ModelStatus::Missing { path } = &status {
+                anyhow::bail!(
+                    "the folder of model {:?} was not found at {}: put the Hugging Face folder \
+                     there or pass --model ID=PATH with the folder the workers load (for the \
+                     test model, write it with `gaze-worker make-test-model {}`)",
+                    model.id,
+                    path.display(),
+                    path.display()
+                );
+            }
+            Ok(status)
+        })
+        .collect()
+}
+
+/// Checks the attention layers and heads against each model's config.json.
+fn check_attention_fits(config: &StudyConfig) -> anyhow::Result<()> {
+    let attention = &config.attention;
+    for model in &config.models {
+        let path = model.path.join("config.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let model_config = gaze_worker::model::ModelConfig::from_json(&text)
+            .with_context(|| format!("reading {}", path.display()))?;
+        attention
+            .resolve_layers(model_config.num_hidden_layers)
+            .and_then(|_| attention.resolve_heads(model_config.num_attention_heads))
+            .with_context(|| {
+                format!("the attention selection does not fit model {:?}", model.id)
+            })?;
+    }
+    Ok(())
 }
 
 /// Lists the shards every model of `config` runs, from `plan`.

@@ -127,12 +127,20 @@ fn short_optional(hash: &Option<String>) -> &str {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "study {study} was started with other inputs: {changes}. Its results cannot be mixed with this run's; \
-     name a new study (such as {study}-2), or restore the inputs it was started with",
-    changes = self.changes.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+     set study.name to a new name (such as {study}-2), or restore the inputs it was started with",
+    changes = self.changes_text()
 )]
 pub struct ManifestMismatch {
     pub study: StudyId,
     pub changes: Vec<ManifestChange>,
+}
+
+impl ManifestMismatch {
+    /// Lists the changes in one line, separated by semicolons.
+    pub fn changes_text(&self) -> String {
+        let changes: Vec<String> = self.changes.iter().map(ToString::to_string).collect();
+        changes.join("; ")
+    }
 }
 
 /// Compares a study's stored manifest with a new run's.
