@@ -168,3 +168,30 @@ fn attempt_tokens_are_one_safe_key_segment() {
         AttemptToken::new("w", 1).as_str()
     );
 }
+
+#[tokio::test]
+async fn local_commit_leaves_no_staging_folders() {
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path().to_str().unwrap()).unwrap();
+    let loser = stage(&store, "worker-a", 1, 4).await;
+    let winner = stage(&store, "worker-b", 2, 6).await;
+
+    assert!(matches!(
+        winner.commit(&store).await.unwrap(),
+        CommitOutcome::Won(_)
+    ));
+    assert!(matches!(
+        loser.commit(&store).await.unwrap(),
+        CommitOutcome::Lost(_)
+    ));
+
+    let study_folder = root.path().join("study-1");
+    assert!(study_folder.join("commits").is_dir());
+    assert!(study_folder.join("samples").is_dir());
+    let staging = study_folder.join("staging");
+    assert!(
+        !staging.exists(),
+        "staging folders stay behind: {:?}",
+        std::fs::read_dir(&staging).map(|entries| entries.count())
+    );
+}

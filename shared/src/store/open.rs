@@ -249,13 +249,16 @@ fn open_local(url: &str, path: &FsPath, options: &StoreOptions) -> Result<Store,
         return Err(StoreError::MissingFolder { path });
     }
 
-    // fsync makes a commit marker durable only after the files it vouches for.
+    // fsync makes a commit marker durable only after the files it vouches
+    // for. Automatic cleanup removes the folders that deleting a shard's
+    // staged tables leaves empty, up to (not including) the store's root.
     let local = LocalFileSystem::new_with_prefix(&path)
         .map_err(|source| StoreError::Configure {
             url: url.to_string(),
             source,
         })?
-        .with_fsync(true);
+        .with_fsync(true)
+        .with_automatic_cleanup(true);
     Ok(Store::new(Arc::new(local), Path::default(), url))
 }
 
