@@ -193,3 +193,33 @@ fn format_names_parse() {
         "unknown export format \"xml\"; valid formats: csv, jsonl"
     );
 }
+
+#[tokio::test]
+async fn rows_of_a_study_without_them_are_rejected() {
+    let store = Store::open("memory://").unwrap();
+    let mut without_rows = manifest("study-1");
+    without_rows.config = serde_json::json!({
+        "study": {"name": "study-1"},
+        "attention": {"store_rows": false},
+    });
+    write_or_check_manifest(&store, &without_rows)
+        .await
+        .unwrap();
+
+    let message = export(&store, Table::AttentionRows, ExportFormat::Jsonl)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("does not record attention_rows"),
+        "{message}"
+    );
+    assert!(message.contains("store_rows = true"), "{message}");
+
+    // The other tables of that study still export.
+    let (csv, summary) = export(&store, Table::AttentionTopk, ExportFormat::Csv)
+        .await
+        .unwrap();
+    assert_eq!(csv, "");
+    assert_eq!(summary, ExportSummary { shards: 0, rows: 0 });
+}

@@ -67,6 +67,12 @@ pub enum ExportError {
     SchemaChanged { table: Table, key: String },
     #[error("study {study} has no manifest in store {url}; check the store URL and the study id")]
     UnknownStudy { study: StudyId, url: String },
+    #[error(
+        "study {study} does not record attention_rows, because it ran with \
+         attention.store_rows = false; export attention_topk or attention_fields, or run a \
+         new study with store_rows = true to keep full rows"
+    )]
+    RowsNotStored { study: StudyId },
     #[error(transparent)]
     Store(Box<StoreError>),
     #[error("writing the {format} output failed: {source}")]
@@ -94,7 +100,8 @@ pub struct ExportSummary {
 /// one shard file at a time, in key order (model, then shard id).
 ///
 /// Shards without a commit marker are skipped. A study without a manifest
-/// is an error. A study with no committed shard writes nothing, not even a CSV header, because the schema of a
+/// is an error, and so is `attention_rows` of a study whose config has
+/// `attention.store_rows = false`. A study with no committed shard writes nothing, not even a CSV header, because the schema of a
 /// table with study-specific columns is only known from its files.
 pub async fn export_table(
     store: &Store,
@@ -103,10 +110,18 @@ pub async fn export_table(
     format: ExportFormat,
     out: impl Write,
 ) -> Result<ExportSummary, ExportError> {
-    if read_manifest(store, study).await?.is_none() {
+    let Some(manifest) = read_manifest(store, study).await? else {
         return Err(ExportError::UnknownStudy {
             study: study.clone(),
             url: store.url.clone(),
+        });
+    };
+    // Older manifests or hand-written ones may lack the key: only an
+    // explicit false rejects the export.
+    let store_rows = manifest.config.pointer("/attention/store_rows");
+    if table == Table::AttentionRows && store_rows == Some(&serde_json::Value::Bool(false)) {
+        return Err(ExportError::RowsNotStored {
+            study: study.clone(),
         });
     }
     let objects = committed_table_objects(store, study, table).await?;
