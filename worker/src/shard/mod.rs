@@ -25,7 +25,7 @@ use gaze_shared::tables::{
     attention_topk_batch, tokens_batch,
 };
 use gaze_shared::vignettes::VignetteSet;
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 use crate::Engine;
 use crate::capture::{CaptureError, CaptureSpec};
@@ -395,7 +395,8 @@ impl ShardRunner {
         }
 
         let outcome = staged.commit(&self.store).await?;
-        info!(
+        // Callers log the commit with their own counts, so this is debug.
+        debug!(
             shard = %key, worker = %attempt.worker, attempt = attempt.attempt,
             won = matches!(outcome, CommitOutcome::Won(_)), "shard committed"
         );
