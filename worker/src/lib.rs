@@ -5,6 +5,7 @@
 pub mod capture;
 pub mod engine;
 pub mod generate;
+pub mod golden;
 pub mod model;
 pub mod probe;
 pub mod prompt;

@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use gaze_worker::Engine;
 use gaze_worker::capture::Selection;
+use gaze_worker::golden::{self, GoldenRecord, compare_with_golden};
 use gaze_worker::model::{DTypeChoice, parse_device};
 use gaze_worker::probe::{ProbeOptions, probe, render_table};
 use tracing_subscriber::EnvFilter;
@@ -33,6 +34,10 @@ enum Command {
     Probe(ProbeArgs),
     /// Take shards of one model from the Redis queue until stopped.
     Serve(cli::serve::ServeArgs),
+    /// Compare greedy tokens and attention with a golden record of
+    /// transformers (tests/golden/NAME), on any device and dtype, and
+    /// measure how much a row changes between a padded batch and alone.
+    CompareGolden(CompareGoldenArgs),
     /// Write the tiny test checkpoint (config, tokenizer, weights) into DIR.
     MakeTestModel {
         /// Folder to write; created if missing, existing model files replaced.
@@ -95,6 +100,26 @@ struct ProbeArgs {
     device: String,
 }
 
+#[derive(clap::Args)]
+struct CompareGoldenArgs {
+    /// Folder with golden.json, such as tests/golden/llama3.
+    #[arg(value_name = "GOLDEN_DIR")]
+    golden: PathBuf,
+    /// Model folder [default: GOLDEN_DIR]. The test-model record needs the
+    /// folder that `gaze-worker make-test-model` writes.
+    #[arg(long, value_name = "DIR")]
+    model: Option<PathBuf>,
+    /// Weight and compute dtype: auto, f32, f16 or bf16.
+    #[arg(long, value_name = "DTYPE", default_value = "f32")]
+    dtype: DTypeChoice,
+    /// Device: cpu, cuda or cuda:N (CUDA needs a build with --features cuda).
+    #[arg(long, value_name = "DEVICE", default_value = "cpu")]
+    device: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -107,6 +132,7 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Probe(args) => run_probe(args),
         Command::Serve(args) => cli::serve::run(args),
+        Command::CompareGolden(args) => run_compare_golden(args),
         Command::MakeTestModel { dir } => gaze_worker::testmodel::write_test_model(&dir)
             .with_context(|| format!("cannot write the test model to {}", dir.display())),
     };
@@ -139,6 +165,20 @@ fn run_probe(args: ProbeArgs) -> anyhow::Result<()> {
     match args.format {
         Format::Table => print!("{}", render_table(&report)),
         Format::Json => println!("{}", serde_json::to_string(&report)?),
+    }
+    Ok(())
+}
+
+fn run_compare_golden(args: CompareGoldenArgs) -> anyhow::Result<()> {
+    let golden = GoldenRecord::read(&args.golden)?;
+    let model = args.model.as_ref().unwrap_or(&args.golden);
+    let device = parse_device(&args.device)?;
+    let engine = Engine::load(model, args.dtype, &device)
+        .with_context(|| format!("cannot load the model in {}", model.display()))?;
+    let comparison = compare_with_golden(&engine, &golden)?;
+    match args.format {
+        Format::Table => print!("{}", golden::render_table(&comparison)),
+        Format::Json => println!("{}", serde_json::to_string(&comparison)?),
     }
     Ok(())
 }
