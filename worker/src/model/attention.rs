@@ -31,6 +31,11 @@ pub struct Attention {
     pub(crate) num_heads: usize,
     pub(crate) num_kv_heads: usize,
     pub(crate) head_dim: usize,
+    /// The maximum count of f32 scores held at once: a prefill whose
+    /// `(batch, heads, new_len, kv_len)` scores exceed it is computed in
+    /// blocks of query rows. [`SCORE_BUDGET`] unless set with
+    /// `Decoder::set_score_budget`.
+    pub(crate) score_budget: usize,
 }
 
 impl Attention {
@@ -39,7 +44,9 @@ impl Attention {
     ///
     /// The scores are computed in the model dtype, scaled by
     /// `head_dim^-0.5`, masked and normalised with a softmax in f32, then
-    /// cast back for the product with the values. With
+    /// cast back for the product with the values. A prefill computes them in
+    /// blocks of query rows, so that at most `score_budget` f32 scores (or
+    /// one row per head, if more) exist at once. With
     /// `input.capture_heads` set, also returns the f32 probabilities of the
     /// last query row for those heads, `(batch, heads, kv_len)`.
     pub fn forward(
@@ -63,36 +70,78 @@ impl Attention {
         let (k, v) = cache.append(layer, &k, &v)?;
         let kv_len = k.dim(2)?;
 
+        let rows = query_block_rows(batch, self.num_heads, kv_len, self.score_budget);
+        let mut outputs = Vec::with_capacity(new_len.div_ceil(rows));
+        let mut captured = None;
+        let mut start = 0;
+        while start < new_len {
+            let len = rows.min(new_len - start);
+            let mask = input.mask.narrow(2, start, len)?;
+            let last = start + len == new_len;
+            let capture_heads = if last { input.capture_heads } else { None };
+            let block = q.narrow(2, start, len)?;
+            let (out, probs) = self.attend(&block, &k, &v, &mask, capture_heads)?;
+            outputs.push(out);
+            captured = probs;
+            start += len;
+        }
+        let out = Tensor::cat(&outputs, 2)?;
+        let out = out
+            .transpose(1, 2)?
+            .reshape((batch, new_len, self.num_heads * self.head_dim))?;
+        Ok((self.o_proj.forward(&out)?, captured))
+    }
+
+    /// Attends the query rows `q`, `(batch, heads, rows, head_dim)`, over
+    /// every key, and returns `(batch, heads, rows, head_dim)` and the
+    /// captured probabilities of the last row.
+    fn attend(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: &Tensor,
+        capture_heads: Option<&Tensor>,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let (batch, _, rows, _) = q.dims4()?;
+        let kv_len = k.dim(2)?;
+
         // GQA without copying keys and values: the query heads of one group
         // are adjacent, so folding them into the row dimension lets each
         // group's queries multiply its single key/value head directly.
         let group = self.num_heads / self.num_kv_heads;
-        let q = q.reshape((batch, self.num_kv_heads, group * new_len, self.head_dim))?;
+        let q = q
+            .contiguous()?
+            .reshape((batch, self.num_kv_heads, group * rows, self.head_dim))?;
         let scale = (self.head_dim as f64).powf(-0.5);
         let scores = (q.matmul(&k.t()?)? * scale)?;
-        let scores = scores.reshape((batch, self.num_heads, new_len, kv_len))?;
-        // NOTE: at prefill this materialises `(batch, heads, new_len, kv_len)`
-        // f32 scores in every layer, as eager attention does; memory grows
-        // with the square of the prompt length, and a failed batch is
-        // retried smaller by the caller.
-        let scores = scores.to_dtype(DType::F32)?.broadcast_add(input.mask)?;
+        let scores = scores.reshape((batch, self.num_heads, rows, kv_len))?;
+        let scores = scores.to_dtype(DType::F32)?.broadcast_add(mask)?;
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
 
-        let captured = match input.capture_heads {
+        let captured = match capture_heads {
             Some(heads) => {
-                let last_row = probs.narrow(2, new_len - 1, 1)?.squeeze(2)?.contiguous()?;
+                let last_row = probs.narrow(2, rows - 1, 1)?.squeeze(2)?.contiguous()?;
                 Some(last_row.index_select(heads, 1)?)
             }
             None => None,
         };
 
         let probs = probs.to_dtype(v.dtype())?;
-        let probs = probs.reshape((batch, self.num_kv_heads, group * new_len, kv_len))?;
-        let out = probs.matmul(&v)?;
-        let out = out
-            .reshape((batch, self.num_heads, new_len, self.head_dim))?
-            .transpose(1, 2)?
-            .reshape((batch, new_len, self.num_heads * self.head_dim))?;
-        Ok((self.o_proj.forward(&out)?, captured))
+        let probs = probs.reshape((batch, self.num_kv_heads, group * rows, kv_len))?;
+        let out = probs.matmul(v)?;
+        Ok((
+            out.reshape((batch, self.num_heads, rows, self.head_dim))?,
+            captured,
+        ))
     }
+}
+
+/// Default budget of f32 attention scores one block of query rows may
+/// hold: 2^26 values, 256 MiB.
+pub const SCORE_BUDGET: usize = 1 << 26;
+
+/// Returns how many query rows fit `budget` scores at once, at least one.
+fn query_block_rows(batch: usize, heads: usize, kv_len: usize, budget: usize) -> usize {
+    (budget / (batch * heads * kv_len).max(1)).max(1)
 }

@@ -66,6 +66,16 @@ impl Decoder {
     }
 
     /// Creates an empty KV cache for up to `capacity` positions per row.
+    /// Sets the maximum count of f32 attention scores a layer computes at
+    /// once during prefill (default [`SCORE_BUDGET`](super::attention::SCORE_BUDGET)).
+    /// A smaller budget computes the prefill in more, smaller blocks of
+    /// query rows, with results equal up to f32 rounding.
+    pub fn set_score_budget(&mut self, scores: usize) {
+        for layer in &mut self.layers {
+            layer.self_attn.score_budget = scores;
+        }
+    }
+
     pub fn new_cache(&self, capacity: usize) -> KvCache {
         KvCache::new(self.layers.len(), capacity)
     }

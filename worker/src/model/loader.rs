@@ -9,7 +9,7 @@ use candle_nn::var_builder::VarBuilder;
 use candle_nn::{Embedding, Linear, RmsNorm};
 use tokenizers::Tokenizer;
 
-use super::attention::Attention;
+use super::attention::{Attention, SCORE_BUDGET};
 use super::block::Block;
 use super::config::ModelConfig;
 use super::decoder::Decoder;
@@ -163,6 +163,7 @@ fn build_block(config: &ModelConfig, weights: &Weights, index: usize) -> Result<
         num_heads: config.num_attention_heads,
         num_kv_heads: config.num_key_value_heads,
         head_dim: config.head_dim,
+        score_budget: SCORE_BUDGET,
     };
     let inter = config.intermediate_size;
     let mlp = format!("{prefix}.mlp");
