@@ -39,8 +39,7 @@ COPY . .
 # builds; the binaries are copied out of the cached target folder.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p gaze-worker --features cuda \
-    && cargo build --release --locked -p gaze-coordinator \
+    cargo build --release --locked -p gaze-worker -p gaze-coordinator --features cuda \
     && install -m 0755 target/release/gaze-worker target/release/gaze /usr/local/bin/
 
 FROM nvidia/cuda:${CUDA_VERSION}-runtime-ubuntu${UBUNTU_VERSION} AS runtime

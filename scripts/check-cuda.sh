@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Type-checks gaze-worker with the `cuda` cargo feature on a machine with no
-# GPU and no system CUDA toolkit, as `cargo check -p gaze-worker --features
-# cuda --locked`. Extra arguments go to cargo, such as `--all-targets`.
+# Type-checks gaze-worker and gaze with the `cuda` cargo feature on a
+# machine with no GPU and no system CUDA toolkit, as `cargo check -p
+# gaze-worker -p gaze-coordinator --features cuda --locked`. Extra
+# arguments go to cargo, such as `--all-targets`.
 #
-# What a pass proves: gaze-worker and gaze-shared compile with candle's CUDA
-# backend enabled, and the build scripts of cudarc and candle-kernels
-# succeed. The latter compiles candle's CUDA kernels with nvcc, to PTX and
-# to the static library libmoe.a, for CUDA_COMPUTE_CAP (default 90, for
-# H100 and H200).
+# What a pass proves: gaze-worker, gaze and gaze-shared compile with
+# candle's CUDA backend enabled, and the build scripts of cudarc and
+# candle-kernels succeed. The latter compiles candle's CUDA kernels with
+# nvcc, to PTX and to the static library libmoe.a, for CUDA_COMPUTE_CAP
+# (default 90, for H100 and H200).
 #
 # What it does not prove: nothing is linked and nothing runs on a GPU. A
 # `cargo build` fails at the link step here, because cudarc links against
@@ -88,4 +89,4 @@ export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
 export CARGO_TARGET_DIR="${GAZE_CUDA_TARGET_DIR:-$repo/target/cuda-check}"
 
 echo "check-cuda: cargo check with CUDA_COMPUTE_CAP=$CUDA_COMPUTE_CAP into $CARGO_TARGET_DIR" >&2
-cargo check -p gaze-worker --features cuda --locked "$@"
+cargo check -p gaze-worker -p gaze-coordinator --features cuda --locked "$@"
