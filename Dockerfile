@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
 #
-# Images of gaze: `build` compiles the worker with CUDA on the CUDA devel
-# image, `runtime` carries gaze-worker and gaze on the smaller CUDA runtime
-# image.
+# Images of gaze: `build` compiles gaze-worker and gaze with CUDA on the
+# CUDA devel image, `runtime` carries both binaries on the smaller CUDA
+# runtime image.
 #
 #   docker build --target runtime -t gaze:latest .
 #   docker build --build-arg CUDA_COMPUTE_CAP=80 -t gaze:a100 .

@@ -10,8 +10,9 @@
 #
 # Usage: scripts/gpu-check.sh [DEVICE]   (default cuda:0)
 #
-# Results go to GAZE_GPU_CHECK_OUT (default gpu-check/): one JSON file per
-# comparison, summary.txt with one line per comparison, and run.log.
+# Results go to GAZE_GPU_CHECK_OUT (default gpu-check/): a table and a JSON
+# file per comparison, summary.txt with one line per comparison, and
+# run.log.
 # DEVICE `cpu` builds without CUDA and runs the same steps, to check the
 # script itself on a machine without a GPU.
 set -euo pipefail
@@ -30,9 +31,12 @@ if [[ "$device" == cuda* ]]; then
         echo "error: nvcc not found; install the CUDA toolkit (or put its bin/ on PATH) and run this script again" >&2
         exit 1
     fi
-    # candle-kernels compiles for this compute capability. Without it, the
-    # build script queries nvidia-smi.
-    export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
+    # candle-kernels compiles for CUDA_COMPUTE_CAP, or for the GPU that
+    # nvidia-smi reports when it is unset.
+    if [[ -z "${CUDA_COMPUTE_CAP:-}" ]] && ! command -v nvidia-smi >/dev/null 2>&1; then
+        echo "error: nvidia-smi not found; set CUDA_COMPUTE_CAP (90 for H100 and H200) and run this script again" >&2
+        exit 1
+    fi
 fi
 
 mkdir -p "$out"
@@ -42,11 +46,11 @@ cargo build --release --locked -p gaze-worker -p gaze-coordinator "${features[@]
 for golden in llama3 llama2 qwen2; do
     for dtype in f32 bf16; do
         "$bin/gaze-worker" compare-golden "tests/golden/$golden" \
-            --device "$device" --dtype "$dtype" --format json \
-            >"$out/compare-$golden-$dtype.json"
-        "$bin/gaze-worker" compare-golden "tests/golden/$golden" \
-            --device "$device" --dtype "$dtype" | head -n 1 \
-            | sed "s/^/$golden: /" | tee -a "$out/summary.txt"
+            --device "$device" --dtype "$dtype" \
+            --json-out "$out/compare-$golden-$dtype.json" \
+            >"$out/compare-$golden-$dtype.txt"
+        head -n 1 "$out/compare-$golden-$dtype.txt" | sed "s/^/$golden: /" \
+            | tee -a "$out/summary.txt"
     done
 done
 

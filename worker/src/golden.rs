@@ -74,7 +74,9 @@ pub struct RunComparison {
     /// Steps whose rows were compared: up to and including the first step
     /// whose token differs.
     pub steps_compared: usize,
-    /// Largest absolute difference of an attention probability.
+    /// Largest absolute difference of an attention probability: infinite
+    /// (`null` in JSON) when a probability is NaN or the rows differ in
+    /// shape.
     pub max_attention_diff: f32,
 }
 
@@ -181,9 +183,28 @@ pub fn compare_runs(
 
     let mut max = 0.0_f32;
     for (step, (got, want)) in got_rows.iter().zip(want_rows).take(steps).enumerate() {
+        // Rows of another shape attend over other keys: never a match.
+        if got.len() != want.len() {
+            tracing::warn!(
+                step,
+                got = got.len(),
+                want = want.len(),
+                "runs differ in layer count"
+            );
+            max = f32::INFINITY;
+        }
         for (layer, (got, want)) in got.iter().zip(want).enumerate() {
+            if got.len() != want.len() {
+                tracing::warn!(
+                    step,
+                    layer,
+                    got = got.len(),
+                    want = want.len(),
+                    "runs differ in head count"
+                );
+                max = f32::INFINITY;
+            }
             for (head, (got, want)) in got.iter().zip(want).enumerate() {
-                // A row of another length means other keys: never a match.
                 if got.len() != want.len() {
                     tracing::warn!(
                         step,
@@ -194,10 +215,16 @@ pub fn compare_runs(
                         "attention rows differ in length"
                     );
                     max = f32::INFINITY;
-                    continue;
                 }
                 for (a, b) in got.iter().zip(want) {
-                    max = max.max((a - b).abs());
+                    // `f32::max` ignores NaN, so a NaN probability counts
+                    // as an infinite difference.
+                    let diff = (a - b).abs();
+                    max = if diff.is_nan() {
+                        f32::INFINITY
+                    } else {
+                        max.max(diff)
+                    };
                 }
             }
         }
@@ -346,6 +373,22 @@ mod tests {
         assert!(!comparison.tokens_match);
         assert_eq!(comparison.steps_compared, 2);
         assert!((comparison.max_attention_diff - 0.1).abs() < 1e-6);
+    }
+
+    #[test]
+    fn nan_probability_never_matches() {
+        let got = vec![vec![vec![vec![f32::NAN, 0.5]]]];
+        let want = vec![vec![vec![vec![0.5, 0.5]]]];
+        let comparison = compare_runs(&[1], &got, &[1], &want);
+        assert_eq!(comparison.max_attention_diff, f32::INFINITY);
+    }
+
+    #[test]
+    fn missing_head_never_matches() {
+        let got = vec![vec![vec![vec![0.5, 0.5]]]];
+        let want = vec![vec![vec![vec![0.5, 0.5], vec![0.5, 0.5]]]];
+        let comparison = compare_runs(&[1], &got, &[1], &want);
+        assert_eq!(comparison.max_attention_diff, f32::INFINITY);
     }
 
     #[test]

@@ -118,6 +118,9 @@ struct CompareGoldenArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
+    /// Also write the comparison as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json_out: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -176,6 +179,10 @@ fn run_compare_golden(args: CompareGoldenArgs) -> anyhow::Result<()> {
     let engine = Engine::load(model, args.dtype, &device)
         .with_context(|| format!("cannot load the model in {}", model.display()))?;
     let comparison = compare_with_golden(&engine, &golden)?;
+    if let Some(path) = &args.json_out {
+        std::fs::write(path, serde_json::to_string(&comparison)?)
+            .with_context(|| format!("cannot write --json-out {}", path.display()))?;
+    }
     match args.format {
         Format::Table => print!("{}", golden::render_table(&comparison)),
         Format::Json => println!("{}", serde_json::to_string(&comparison)?),

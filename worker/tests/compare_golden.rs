@@ -99,3 +99,25 @@ fn folder_without_record_names_the_fix() {
     assert!(stderr.contains("golden.json"), "{stderr}");
     assert!(stderr.contains("make_golden.py"), "{stderr}");
 }
+
+#[test]
+fn json_out_matches_printed_json() {
+    let scratch = tempfile::tempdir().unwrap();
+    let path = scratch.path().join("llama2.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_gaze-worker"))
+        .arg("compare-golden")
+        .arg(golden_dir("llama2"))
+        .args(["--format", "json", "--json-out"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(printed, written);
+}

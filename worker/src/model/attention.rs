@@ -16,6 +16,9 @@ pub struct AttentionInput<'a> {
     pub sin: &'a Tensor,
     /// Additive f32 mask, `(batch, 1, new_len, kv_len)`, over the visible
     /// cache columns after this pass.
+    ///
+    /// NOTE: the mask is built whole, outside the score budget: 4 bytes per
+    /// prompt row and key, such as 4 GiB for 16 prompts of 8,192 tokens.
     pub mask: &'a Tensor,
     /// Query head indices (u32) whose last-row probabilities to return.
     pub capture_heads: Option<&'a Tensor>,
@@ -45,8 +48,8 @@ impl Attention {
     /// The scores are computed in the model dtype, scaled by
     /// `head_dim^-0.5`, masked and normalised with a softmax in f32, then
     /// cast back for the product with the values. A prefill computes them in
-    /// blocks of query rows, so that at most `score_budget` f32 scores (or
-    /// one row per head, if more) exist at once. With
+    /// blocks of query rows, so that each score tensor holds at most
+    /// `score_budget` values (or one row per head, if that is more). With
     /// `input.capture_heads` set, also returns the f32 probabilities of the
     /// last query row for those heads, `(batch, heads, kv_len)`.
     pub fn forward(
@@ -114,10 +117,14 @@ impl Attention {
             .contiguous()?
             .reshape((batch, self.num_kv_heads, group * rows, self.head_dim))?;
         let scale = (self.head_dim as f64).powf(-0.5);
-        let scores = (q.matmul(&k.t()?)? * scale)?;
-        let scores = scores.reshape((batch, self.num_heads, rows, kv_len))?;
-        let scores = scores.to_dtype(DType::F32)?.broadcast_add(mask)?;
+        // Each assignment frees the previous tensor, so at most two
+        // score-sized tensors exist at a time.
+        let mut scores = (q.matmul(&k.t()?)? * scale)?;
+        scores = scores.reshape((batch, self.num_heads, rows, kv_len))?;
+        scores = scores.to_dtype(DType::F32)?;
+        scores = scores.broadcast_add(mask)?;
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        drop(scores);
 
         let captured = match capture_heads {
             Some(heads) => {
@@ -127,8 +134,10 @@ impl Attention {
             None => None,
         };
 
-        let probs = probs.to_dtype(v.dtype())?;
-        let probs = probs.reshape((batch, self.num_kv_heads, group * rows, kv_len))?;
+        let probs =
+            probs
+                .to_dtype(v.dtype())?
+                .reshape((batch, self.num_kv_heads, group * rows, kv_len))?;
         let out = probs.matmul(v)?;
         Ok((
             out.reshape((batch, self.num_heads, rows, self.head_dim))?,
@@ -137,8 +146,9 @@ impl Attention {
     }
 }
 
-/// Default budget of f32 attention scores one block of query rows may
-/// hold: 2^26 values, 256 MiB.
+/// Default budget of attention scores in one block of query rows: 2^26.
+/// A block holds at most two score-sized tensors at a time, so in f32 it
+/// needs up to 512 MiB besides the mask.
 pub const SCORE_BUDGET: usize = 1 << 26;
 
 /// Returns how many query rows fit `budget` scores at once, at least one.

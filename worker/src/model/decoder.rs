@@ -65,7 +65,6 @@ impl Decoder {
             .collect()
     }
 
-    /// Creates an empty KV cache for up to `capacity` positions per row.
     /// Sets the maximum count of f32 attention scores a layer computes at
     /// once during prefill (default [`SCORE_BUDGET`](super::attention::SCORE_BUDGET)).
     /// A smaller budget computes the prefill in more, smaller blocks of
@@ -76,6 +75,7 @@ impl Decoder {
         }
     }
 
+    /// Creates an empty KV cache for up to `capacity` positions per row.
     pub fn new_cache(&self, capacity: usize) -> KvCache {
         KvCache::new(self.layers.len(), capacity)
     }
