@@ -68,6 +68,9 @@ pub struct Store {
     /// The URL the store was opened with, for messages. It never contains
     /// credentials, because [`Store::open`] rejects URLs that carry them.
     pub url: String,
+    /// The folder of a local store, whose empty folders
+    /// [`Store::remove_empty_folders`] removes.
+    local_root: Option<PathBuf>,
 }
 
 impl Store {
@@ -120,7 +123,27 @@ impl Store {
             inner,
             prefix,
             url: url.to_string(),
+            local_root: None,
         }
+    }
+
+    /// Removes `folder` and the empty folders below it, deepest first, in a
+    /// local store; folders that still contain files stay. Object stores
+    /// have no folders, so elsewhere this does nothing.
+    ///
+    /// Deleting objects from a local store leaves their folders behind.
+    /// object_store's automatic cleanup would remove them too, but it walks
+    /// up to the root and can remove a parent folder that another writer
+    /// has just created and is about to write into.
+    pub fn remove_empty_folders(&self, folder: &Path) {
+        let Some(root) = &self.local_root else {
+            return;
+        };
+        let mut path = root.clone();
+        for part in self.location(folder).parts() {
+            path.push(part.as_ref());
+        }
+        remove_empty_dirs(&path);
     }
 
     /// Returns the location of `key` inside `inner`: the prefix joined with the key.
@@ -250,16 +273,29 @@ fn open_local(url: &str, path: &FsPath, options: &StoreOptions) -> Result<Store,
     }
 
     // fsync makes a commit marker durable only after the files it vouches
-    // for. Automatic cleanup removes the folders that deleting a shard's
-    // staged tables leaves empty, up to (not including) the store's root.
+    // for.
     let local = LocalFileSystem::new_with_prefix(&path)
         .map_err(|source| StoreError::Configure {
             url: url.to_string(),
             source,
         })?
-        .with_fsync(true)
-        .with_automatic_cleanup(true);
-    Ok(Store::new(Arc::new(local), Path::default(), url))
+        .with_fsync(true);
+    let mut store = Store::new(Arc::new(local), Path::default(), url);
+    store.local_root = Some(path);
+    Ok(store)
+}
+
+/// Removes the empty folders under `path` and then `path` itself. Errors
+/// are ignored: a folder that is not empty, or already gone, stays as it is.
+fn remove_empty_dirs(path: &FsPath) {
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                remove_empty_dirs(&entry.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(path);
 }
 
 fn open_s3(url: &str, options: &StoreOptions) -> Result<Store, StoreError> {

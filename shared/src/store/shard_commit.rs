@@ -404,4 +404,5 @@ async fn delete_folder(store: &Store, folder: &Path) {
             tracing::warn!(object = %key, cause = %error, "deleting a staging object failed; it stays in the store");
         }
     }
+    store.remove_empty_folders(folder);
 }
