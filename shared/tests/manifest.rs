@@ -91,6 +91,32 @@ fn changed_config_section_is_named() {
 }
 
 #[test]
+fn moved_files_are_not_named_as_changes() {
+    let mut existing = manifest();
+    existing.config["study"] = json!({"name": "uk-bias", "vignettes": "config/v.json"});
+    existing.config["models"] = json!([{"id": "llama", "path": "models/llama", "device": ["cpu"]}]);
+    existing.config["output"] = json!({"store": "out", "samples_per_shard": 100});
+    let mut new = existing.clone();
+    new.config["study"]["vignettes"] = json!("/tmp/copy/v.json");
+    new.config["models"][0]["path"] = json!("/data/llama");
+    new.config["models"][0]["device"] = json!(["cuda:0"]);
+    new.config["output"]["store"] = json!("s3://bucket/out");
+    new.config["prompt"]["system"] = json!("You decide strictly.");
+    new.fingerprint = "bbbb".to_string();
+    new.fingerprint_parts
+        .insert("config.prompt".to_string(), "6666666666666666".to_string());
+
+    let message = check_manifest(&existing, &new).unwrap_err().to_string();
+    assert!(
+        message.contains("config section [prompt] differs"),
+        "{message}"
+    );
+    for section in ["[study]", "[models]", "[output]"] {
+        assert!(!message.contains(section), "{section} named: {message}");
+    }
+}
+
+#[test]
 fn changed_added_and_removed_models_are_named() {
     let mut new = manifest();
     new.models

@@ -186,9 +186,12 @@ pub fn check_manifest(existing: &Manifest, new: &Manifest) -> Result<(), Manifes
         return Ok(());
     }
     changes.extend(
-        differing_sections(&existing.config, &new.config)
-            .into_iter()
-            .map(|section| ManifestChange::ConfigSection { section }),
+        differing_sections(
+            &without_local_settings(&existing.config),
+            &without_local_settings(&new.config),
+        )
+        .into_iter()
+        .map(|section| ManifestChange::ConfigSection { section }),
     );
     Err(ManifestMismatch {
         study: existing.study.clone(),
@@ -201,6 +204,41 @@ fn union_keys<'a, V>(
     b: &'a BTreeMap<String, V>,
 ) -> BTreeSet<&'a String> {
     a.keys().chain(b.keys()).collect()
+}
+
+/// Returns `config` without the settings that may differ between machines
+/// and runs of one study, because they never change a result: file paths,
+/// devices, the store and queue URLs and the batch size.
+fn without_local_settings(config: &serde_json::Value) -> serde_json::Value {
+    let mut config = config.clone();
+    let local = [
+        "/study/vignettes",
+        "/output/store",
+        "/queue/url",
+        "/generation/batch_size",
+    ];
+    for pointer in local {
+        remove_pointer(&mut config, pointer);
+    }
+    if let Some(models) = config.get_mut("models").and_then(|m| m.as_array_mut()) {
+        for model in models {
+            if let Some(model) = model.as_object_mut() {
+                model.remove("path");
+                model.remove("device");
+            }
+        }
+    }
+    config
+}
+
+/// Removes the object key that the JSON pointer `pointer` names, if present.
+fn remove_pointer(value: &mut serde_json::Value, pointer: &str) {
+    let Some((parent, key)) = pointer.rsplit_once('/') else {
+        return;
+    };
+    if let Some(object) = value.pointer_mut(parent).and_then(|p| p.as_object_mut()) {
+        object.remove(key);
+    }
 }
 
 fn differing_sections(existing: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
