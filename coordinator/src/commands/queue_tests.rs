@@ -391,7 +391,7 @@ Dead letters of llama-3-8b (1):
 SHARD  DELIVERIES  WORKER    REASON
     6           1  gpu-a-41  prompt of 9000 tokens exceeds the context of 8192
 
-1 shard(s) of llama-3-8b are neither committed, queued, in flight nor dead-lettered: run `gaze submit` to queue them again.
+1 shard(s) of llama-3-8b are neither committed, queued, in flight nor dead-lettered: run `gaze submit` to queue them (or, for a study run on one machine, `gaze run` without --limit).
 Dead-lettered shards are not retried: fix the cause in the reason, then run `gaze submit` to queue them again.
 ";
     assert_eq!(render_table(&report), expected);

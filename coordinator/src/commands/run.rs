@@ -193,6 +193,10 @@ async fn run_model(
         .map(|shard| shard.samples.end - shard.samples.start)
         .sum();
     progress.inc(done);
+    // Samples committed by earlier runs are not this run's speed: record
+    // them, then restart the rate and ETA estimate from here.
+    progress.tick();
+    progress.reset_eta();
     totals.shards_skipped += study.plan.shards.len() - pending.len();
     if pending.is_empty() {
         info!(model = %model.id, "every planned shard is committed");

@@ -58,9 +58,10 @@ pub async fn write_commit_marker(store: &Store, marker: &CommitMarker) -> Result
         serde_json::to_vec_pretty(marker).expect("a commit marker always serializes to JSON");
     store.put(&key, Bytes::from(json)).await?;
 
-    tracing::info!(
+    // Callers log the commit with their own counts, so this is debug.
+    tracing::debug!(
         study = %marker.study, model = %marker.model, shard = marker.shard,
-        attempt = marker.attempt, worker = %marker.worker, "committed shard"
+        attempt = marker.attempt, worker = %marker.worker, "wrote commit marker"
     );
     Ok(())
 }

@@ -173,7 +173,8 @@ fn advice(report: &StatusReport) -> Vec<String> {
         if missing > 0 {
             lines.push(format!(
                 "{missing} shard(s) of {} are neither committed, queued, in flight nor \
-                 dead-lettered: run `gaze submit` to queue them again.",
+                 dead-lettered: run `gaze submit` to queue them (or, for a study run on \
+                 one machine, `gaze run` without --limit).",
                 model.model
             ));
         }
