@@ -53,15 +53,31 @@ pub struct GoldenBatchRow {
 impl GoldenRecord {
     /// Reads `golden.json` from the folder `dir`.
     pub fn read(dir: &Path) -> anyhow::Result<GoldenRecord> {
+        if !dir.is_dir() {
+            anyhow::bail!(
+                "golden folder {} not found; pass a folder under tests/golden, such as \
+                 tests/golden/llama3",
+                dir.display()
+            );
+        }
         let path = dir.join("golden.json");
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!(
-                "cannot read {}; pass a folder of tests/golden, which \
-                 tests/reference/make_golden.py writes",
+                "cannot read {}; pass a folder under tests/golden, such as tests/golden/llama3, \
+                 or write one with tests/reference/make_golden.py",
                 path.display()
             )
         })?;
-        serde_json::from_str(&text)
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not valid JSON", path.display()))?;
+        if value.get("batch").is_none() {
+            anyhow::bail!(
+                "{} records only tokenization, with no generation to compare; pass the folder \
+                 of a model record such as tests/golden/llama3",
+                path.display()
+            );
+        }
+        serde_json::from_value(value)
             .with_context(|| format!("{} is not a golden record", path.display()))
     }
 }
@@ -302,8 +318,8 @@ fn device_name(engine: &Engine) -> String {
 /// Renders `comparison` as a table, one line per prompt.
 pub fn render_table(comparison: &GoldenComparison) -> String {
     let mut out = format!(
-        "{} {}: tokens {} the reference, max attention difference {:.3e}, \
-         batch rows alone vs batched {:.3e} ({} with other tokens)\n",
+        "{} {}: greedy tokens {} the reference; max attention difference {:.3e}; \
+         batch rows against the same prompts alone: max difference {:.3e}, {} with other tokens\n",
         comparison.device,
         comparison.dtype,
         if comparison.all_tokens_match {

@@ -109,13 +109,18 @@ struct CompareGoldenArgs {
     /// folder that `gaze-worker make-test-model` writes.
     #[arg(long, value_name = "DIR")]
     model: Option<PathBuf>,
-    /// Weight and compute dtype: auto, f32, f16 or bf16.
+    /// Weight and compute dtype: f32, f16, bf16, or auto (f32 on CPU, the
+    /// checkpoint's dtype on GPU).
     #[arg(long, value_name = "DTYPE", default_value = "f32")]
     dtype: DTypeChoice,
     /// Device: cpu, cuda or cuda:N (CUDA needs a build with --features cuda).
     #[arg(long, value_name = "DEVICE", default_value = "cpu")]
     device: String,
-    /// Output format.
+    /// Output format. Per prompt, the table shows whether the greedy tokens
+    /// match the record, the steps compared (up to the first differing
+    /// token) and the largest attention difference. For batch rows it also
+    /// shows the difference between the row in the batch and alone. The
+    /// exit status is 0 whatever the differences are.
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
     /// Also write the comparison as JSON to FILE.
@@ -175,6 +180,14 @@ fn run_probe(args: ProbeArgs) -> anyhow::Result<()> {
 fn run_compare_golden(args: CompareGoldenArgs) -> anyhow::Result<()> {
     let golden = GoldenRecord::read(&args.golden)?;
     let model = args.model.as_ref().unwrap_or(&args.golden);
+    if !model.join("config.json").is_file() {
+        anyhow::bail!(
+            "{} has no config.json, so it holds no model; pass --model DIR with the checkpoint \
+             the record was made from (for tests/golden/test-model, the folder that \
+             `gaze-worker make-test-model DIR` writes)",
+            model.display()
+        );
+    }
     let device = parse_device(&args.device)?;
     let engine = Engine::load(model, args.dtype, &device)
         .with_context(|| format!("cannot load the model in {}", model.display()))?;

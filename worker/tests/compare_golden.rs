@@ -101,6 +101,32 @@ fn folder_without_record_names_the_fix() {
 }
 
 #[test]
+fn record_without_model_names_the_fix() {
+    let output = Command::new(env!("CARGO_BIN_EXE_gaze-worker"))
+        .arg("compare-golden")
+        .arg(golden_dir("test-model"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--model"), "{stderr}");
+    assert!(stderr.contains("make-test-model"), "{stderr}");
+}
+
+#[test]
+fn tokenizer_only_record_is_named() {
+    let output = Command::new(env!("CARGO_BIN_EXE_gaze-worker"))
+        .arg("compare-golden")
+        .arg(golden_dir("llama2-legacy"))
+        .args(["--model", golden_dir("llama2").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("only tokenization"), "{stderr}");
+}
+
+#[test]
 fn json_out_matches_printed_json() {
     let scratch = tempfile::tempdir().unwrap();
     let path = scratch.path().join("llama2.json");
