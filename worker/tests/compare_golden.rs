@@ -2,8 +2,9 @@
 //! device and dtype against the transformers golden records. On CPU in f32
 //! it must report the same agreement as the golden tests.
 
+use std::ffi::OsStr;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Output};
 
 use candle_core::{DType, Device};
 use gaze_worker::Engine;
@@ -14,6 +15,21 @@ fn golden_dir(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/golden")
         .join(name)
+}
+
+/// Runs `gaze-worker compare-golden` with `args`.
+fn compare_golden_command(args: &[&OsStr]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gaze-worker"))
+        .arg("compare-golden")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Returns the standard error of a failed `output`.
+fn failure_message(output: &Output) -> String {
+    assert!(!output.status.success());
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 fn compare(name: &str, dtype: DType) -> GoldenComparison {
@@ -67,12 +83,9 @@ fn bf16_keeps_batch_rows_tokens() {
 
 #[test]
 fn command_prints_json() {
-    let output = Command::new(env!("CARGO_BIN_EXE_gaze-worker"))
-        .arg("compare-golden")
-        .arg(golden_dir("qwen2"))
-        .args(["--format", "json"])
-        .output()
-        .unwrap();
+    let golden = golden_dir("qwen2");
+    let output =
+        compare_golden_command(&[golden.as_os_str(), "--format".as_ref(), "json".as_ref()]);
     assert!(
         output.status.success(),
         "{}",
@@ -89,40 +102,27 @@ fn command_prints_json() {
 #[test]
 fn folder_without_record_names_the_fix() {
     let empty = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_gaze-worker"))
-        .arg("compare-golden")
-        .arg(empty.path())
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = failure_message(&compare_golden_command(&[empty.path().as_os_str()]));
     assert!(stderr.contains("golden.json"), "{stderr}");
     assert!(stderr.contains("make_golden.py"), "{stderr}");
 }
 
 #[test]
 fn record_without_model_names_the_fix() {
-    let output = Command::new(env!("CARGO_BIN_EXE_gaze-worker"))
-        .arg("compare-golden")
-        .arg(golden_dir("test-model"))
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let golden = golden_dir("test-model");
+    let stderr = failure_message(&compare_golden_command(&[golden.as_os_str()]));
     assert!(stderr.contains("--model"), "{stderr}");
     assert!(stderr.contains("make-test-model"), "{stderr}");
 }
 
 #[test]
 fn tokenizer_only_record_is_named() {
-    let output = Command::new(env!("CARGO_BIN_EXE_gaze-worker"))
-        .arg("compare-golden")
-        .arg(golden_dir("llama2-legacy"))
-        .args(["--model", golden_dir("llama2").to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (golden, model) = (golden_dir("llama2-legacy"), golden_dir("llama2"));
+    let stderr = failure_message(&compare_golden_command(&[
+        golden.as_os_str(),
+        "--model".as_ref(),
+        model.as_os_str(),
+    ]));
     assert!(stderr.contains("only tokenization"), "{stderr}");
 }
 
@@ -130,13 +130,14 @@ fn tokenizer_only_record_is_named() {
 fn json_out_matches_printed_json() {
     let scratch = tempfile::tempdir().unwrap();
     let path = scratch.path().join("llama2.json");
-    let output = Command::new(env!("CARGO_BIN_EXE_gaze-worker"))
-        .arg("compare-golden")
-        .arg(golden_dir("llama2"))
-        .args(["--format", "json", "--json-out"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let golden = golden_dir("llama2");
+    let output = compare_golden_command(&[
+        golden.as_os_str(),
+        "--format".as_ref(),
+        "json".as_ref(),
+        "--json-out".as_ref(),
+        path.as_os_str(),
+    ]);
     assert!(
         output.status.success(),
         "{}",
