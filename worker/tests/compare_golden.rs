@@ -2,20 +2,16 @@
 //! device and dtype against the transformers golden records. On CPU in f32
 //! it must report the same agreement as the golden tests.
 
+mod common;
+
 use std::ffi::OsStr;
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use candle_core::{DType, Device};
+use common::{GOLDEN_MODELS, golden_dir};
 use gaze_worker::Engine;
 use gaze_worker::golden::{GoldenComparison, GoldenRecord, compare_with_golden};
 use gaze_worker::model::DTypeChoice;
-
-fn golden_dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/golden")
-        .join(name)
-}
 
 /// Runs `gaze-worker compare-golden` with `args`.
 fn compare_golden_command(args: &[&OsStr]) -> Output {
@@ -41,7 +37,7 @@ fn compare(name: &str, dtype: DType) -> GoldenComparison {
 
 #[test]
 fn f32_matches_every_reference() {
-    for name in ["llama3", "llama2", "qwen2"] {
+    for name in GOLDEN_MODELS {
         let comparison = compare(name, DType::F32);
         assert!(comparison.all_tokens_match, "{name}: {comparison:?}");
         assert!(

@@ -2,9 +2,10 @@
 //! the reference checkpoints in `tests/golden/`, recorded by
 //! `tests/reference/make_golden.py` with eager attention in f32.
 
-use std::path::PathBuf;
+mod common;
 
 use candle_core::{DType, Device, Tensor};
+use common::golden_dir;
 use gaze_worker::Engine;
 use gaze_worker::capture::{CaptureSpec, CapturedStep};
 use gaze_worker::generate::{GenerationRequest, GenerationSettings, SamplingParams, StopReason};
@@ -48,12 +49,6 @@ struct BatchRow {
     padding: usize,
     generated_ids: Vec<u32>,
     attentions: Rows,
-}
-
-fn golden_dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/golden")
-        .join(name)
 }
 
 fn read_golden(name: &str) -> Golden {

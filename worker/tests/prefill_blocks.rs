@@ -1,9 +1,10 @@
 //! A prefill computed in blocks of query rows gives the same tokens and
 //! attention as one computed whole, against the transformers records.
 
-use std::path::PathBuf;
+mod common;
 
 use candle_core::{DType, Device, Tensor};
+use common::{GOLDEN_MODELS, golden_dir};
 use gaze_worker::Engine;
 use gaze_worker::golden::{GoldenRecord, compare_with_golden};
 use gaze_worker::model::DTypeChoice;
@@ -11,15 +12,9 @@ use gaze_worker::model::decoder::CaptureLayers;
 use gaze_worker::model::loader::LoadedModel;
 use gaze_worker::model::mask::{AttentionMasks, MaskLayout};
 
-fn golden_dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/golden")
-        .join(name)
-}
-
 #[test]
 fn small_blocks_match_transformers() {
-    for name in ["llama3", "llama2", "qwen2"] {
+    for name in GOLDEN_MODELS {
         let dir = golden_dir(name);
         let mut model =
             LoadedModel::load(&dir, DTypeChoice::Fixed(DType::F32), &Device::Cpu).unwrap();
