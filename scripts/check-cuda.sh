@@ -79,7 +79,7 @@ if [[ "$nvcc_version" != *"$expected_release"* ]]; then
 fi
 
 # cudaforge (candle-kernels' build script) takes nvcc from NVCC. It reads
-# the GPU architecture from CUDA_COMPUTE_CAP and asks nvidia-smi only when
+# the GPU architecture from CUDA_COMPUTE_CAP and queries nvidia-smi only when
 # that is unset. cudarc runs `nvcc --version` from PATH to choose its CUDA
 # API version, and it adds library folders under CUDA_HOME to the link path.
 export PATH="$cuda_root/bin:$PATH"

@@ -23,7 +23,7 @@ pub struct StoredStudy {
     pub plan: Plan,
 }
 
-/// Why a study could not be rebuilt from the store.
+/// An error that prevents rebuilding a study from the store.
 #[derive(Debug, Error)]
 pub enum StoredStudyError {
     #[error(transparent)]

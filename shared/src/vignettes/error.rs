@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-/// Why a vignette file is invalid. Messages name the file, the topic and the
+/// An error in a vignette file. Messages name the file, the topic and the
 /// field where they apply, and give the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum VignetteError {
